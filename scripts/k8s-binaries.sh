@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Provides kube-apiserver + etcd and the real Cluster API CRDs for test/k8s, in a cache outside the repo:
+#   $REGISTRY_TRUST_CACHE (default ~/.cache/registry-trust)/k8s/<K8S_VERSION>/{kube-apiserver,etcd}
+#   $REGISTRY_TRUST_CACHE/capi/<CAPI_VERSION>/*.yaml
+# No package ships kube-apiserver, and only the Go module proxy is reachable, so the binaries are built
+# from Go modules (once per version; later runs reuse them). Binaries a user already has are used instead:
+# KUBE_APISERVER_BIN + ETCD_BIN, or a KUBEBUILDER_ASSETS directory holding both.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Environment overrides the pinned versions.
+pinned_k8s="$(sed -n 's/^K8S_VERSION=//p' "$here/k8s-binaries.env")"
+pinned_capi="$(sed -n 's/^CAPI_VERSION=//p' "$here/k8s-binaries.env")"
+K8S_VERSION="${K8S_VERSION:-$pinned_k8s}"
+CAPI_VERSION="${CAPI_VERSION:-$pinned_capi}"
+CACHE="${REGISTRY_TRUST_CACHE:-$HOME/.cache/registry-trust}"
+bin_dir="$CACHE/k8s/$K8S_VERSION"
+crd_dir="$CACHE/capi/$CAPI_VERSION"
+
+start=$(date +%s)
+log() { echo "k8s-binaries: $*"; }
+elapsed() { echo "$(( $(date +%s) - start ))s"; }
+
+if ! command -v go >/dev/null; then
+  echo "k8s-binaries: 'go' is not on PATH; it is needed to build kube-apiserver/etcd and fetch the Cluster API CRDs" >&2
+  exit 1
+fi
+
+user_binaries() {
+  if [[ -n "${KUBE_APISERVER_BIN:-}" || -n "${ETCD_BIN:-}" ]]; then
+    if [[ ! -x "${KUBE_APISERVER_BIN:-}" || ! -x "${ETCD_BIN:-}" ]]; then
+      echo "k8s-binaries: KUBE_APISERVER_BIN and ETCD_BIN must both name executables (got '${KUBE_APISERVER_BIN:-}', '${ETCD_BIN:-}')" >&2
+      exit 1
+    fi
+    log "using KUBE_APISERVER_BIN=$KUBE_APISERVER_BIN ETCD_BIN=$ETCD_BIN"
+    return 0
+  fi
+  if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+    if [[ ! -x "$KUBEBUILDER_ASSETS/kube-apiserver" || ! -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+      echo "k8s-binaries: KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks an executable kube-apiserver or etcd" >&2
+      exit 1
+    fi
+    log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+    return 0
+  fi
+  return 1
+}
+
+build_binaries() {
+  mkdir -p "$CACHE/k8s"
+  local work
+  work="$(mktemp -d "$CACHE/k8s/.build-$K8S_VERSION-XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+
+  local info gomod goversion minor staging
+  info="$(go list -m -json "k8s.io/kubernetes@$K8S_VERSION")"
+  gomod="$(sed -n 's/^\t"GoMod": "\(.*\)",\?$/\1/p' <<<"$info")"
+  goversion="$(sed -n 's/^\t"GoVersion": "\(.*\)",\?$/\1/p' <<<"$info")"
+  minor="$(cut -d. -f2 <<<"${K8S_VERSION#v}")"
+  # k8s.io/kubernetes points its staging modules at ./staging; outside that repo they resolve only to
+  # their published tags, which are v0.<minor>.<patch> for Kubernetes v1.<minor>.<patch>.
+  staging="$(sed -n 's#^\t\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$gomod")"
+  if [[ -z "$staging" ]]; then
+    echo "k8s-binaries: found no staging replace directives in $gomod" >&2
+    exit 1
+  fi
+  {
+    echo "module registry-trust.local/k8s-binaries"
+    echo
+    echo "go $goversion"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    while read -r m; do echo "	$m => $m v0.${K8S_VERSION#v1.}"; done <<<"$staging"
+    echo ")"
+  } >"$work/go.mod"
+  # A file that is never compiled but makes `go mod tidy` resolve both commands' full dependency graphs.
+  cat >"$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+)
+GO
+  log "resolving modules for Kubernetes $K8S_VERSION (go $goversion)"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy)
+
+  local etcd_version date ldflags pkg
+  etcd_version="$(cd "$work" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
+  date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  ldflags="-s -w"
+  # Without these the apiserver reports v0.0.0 and derives a nonsense emulation version from it.
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+  done
+  mkdir -p "$work/out"
+  log "building kube-apiserver $K8S_VERSION (cold: many minutes on 2 cores)"
+  (cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "$ldflags" \
+    -o "$work/out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  log "building etcd $etcd_version after $(elapsed)"
+  (cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "-s -w" \
+    -o "$work/out/etcd" go.etcd.io/etcd/server/v3)
+  printf 'kubernetes=%s\netcd=%s\ngo=%s\nbuilt=%s\n' "$K8S_VERSION" "$etcd_version" "$(go env GOVERSION)" "$date" \
+    >"$work/out/VERSIONS"
+  # Moved into place only when complete, so an interrupted build is never mistaken for a cached one.
+  rm -rf "$bin_dir"
+  mv "$work/out" "$bin_dir"
+  rm -rf "$work"
+  trap - EXIT
+}
+
+fetch_crds() {
+  local dir tmp name found
+  dir="$(go mod download -json "sigs.k8s.io/cluster-api@$CAPI_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",\?$/\1/p')"
+  tmp="$(mktemp -d "$CACHE/capi/.fetch-XXXXXX")"
+  # The bases files carry no conversion-webhook patch, so they install on a bare apiserver.
+  for name in \
+    controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml \
+    bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.yaml \
+    cluster.x-k8s.io_machinedeployments.yaml \
+    cluster.x-k8s.io_clusters.yaml; do
+    # The directory moved between releases (config/ → core/config/), so look the file up by name.
+    found="$(find "$dir" -path "*/crd/bases/$name" | head -n1)"
+    if [[ -z "$found" ]]; then
+      echo "k8s-binaries: $name not found under $dir" >&2
+      rm -rf "$tmp"
+      exit 1
+    fi
+    cp "$found" "$tmp/$name"
+  done
+  chmod -R u+w "$tmp"
+  rm -rf "$crd_dir"
+  mv "$tmp" "$crd_dir"
+}
+
+if user_binaries; then
+  :
+elif [[ -x "$bin_dir/kube-apiserver" && -x "$bin_dir/etcd" && -f "$bin_dir/VERSIONS" ]]; then
+  log "reusing $bin_dir ($(tr '\n' ' ' <"$bin_dir/VERSIONS"))"
+else
+  build_binaries
+  log "built $bin_dir ($(tr '\n' ' ' <"$bin_dir/VERSIONS")) in $(elapsed)"
+fi
+
+mkdir -p "$CACHE/capi"
+if [[ $(find "$crd_dir" -name '*.yaml' 2>/dev/null | wc -l) -eq 4 ]]; then
+  log "reusing Cluster API $CAPI_VERSION CRDs in $crd_dir"
+else
+  fetch_crds
+  log "fetched Cluster API $CAPI_VERSION CRDs into $crd_dir"
+fi
+log "done in $(elapsed)"
