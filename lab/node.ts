@@ -84,7 +84,8 @@ export async function prepareNode(s: NodeSetup): Promise<string> {
     [
       "#!/bin/sh",
       "# Lab shim, not crictl: pull/images/rmi/version through the lab's CRI client (lab/crictl.ts).",
-      `exec ${process.execPath} --require ${require.resolve("tsx/cjs")} ${path.join(REPO_ROOT, "lab", "crictl.ts")} "$@"`,
+      "# tsx's cache would land in the host's /tmp, which nodes share.",
+      `TSX_DISABLE_CACHE=1 exec ${process.execPath} --require ${require.resolve("tsx/cjs")} ${path.join(REPO_ROOT, "lab", "crictl.ts")} "$@"`,
       "",
     ].join("\n"),
   );

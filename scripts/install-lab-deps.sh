@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="openssh-server openssh-client docker-registry containerd skopeo curl openssl ca-certificates
-iproute2 util-linux podman p11-kit procps"
+iproute2 util-linux mount podman p11-kit"
 
 missing=""
 for p in $PACKAGES; do

@@ -92,7 +92,7 @@ describe("lab of real parts (2 nodes)", () => {
 
   it("gives each node its own namespaces, reached over ssh with a pinned host key", async () => {
     const [n1, n2] = lab.nodes;
-    const r1 = await n1.exec("cat /etc/hostname >/dev/null; getent hosts registry.test; readlink /proc/self/ns/mnt; echo $PPID");
+    const r1 = await n1.exec("getent hosts registry.test; readlink /proc/self/ns/mnt");
     const r2 = await n2.exec("readlink /proc/self/ns/mnt");
     expect(r1.stderr).toBe("");
     expect(r1.code).toBe(0);
