@@ -200,7 +200,12 @@ export class LabNode implements NodeDescription {
 
   /** The host PID of the node's current containerd (changes only when containerd restarts). */
   containerdPid(): number {
-    const nsPid = Number(fs.readFileSync(path.join(this.dir, "run", "containerd", "containerd.pid"), "utf8").trim());
+    let nsPid: number;
+    try {
+      nsPid = Number(fs.readFileSync(path.join(this.dir, "run", "containerd", "containerd.pid"), "utf8").trim());
+    } catch {
+      throw new Error(`${this.name}: containerd is not running (no PID file)`);
+    }
     for (const init of childPids(this.daemon.pid)) {
       for (const child of childPids(init)) {
         if (nsPidOf(child) === nsPid) return child;

@@ -50,8 +50,15 @@ SSHD=$!
 start_containerd || exit 1
 
 while [ "$stopping" = 0 ]; do
-  wait "$CPID"
+  wait -n "$CPID" "$SSHD"
   [ "$stopping" = 1 ] && break
+  # A node nobody can reach is useless (e.g. its port was taken): fail loudly instead.
+  if ! kill -0 "$SSHD" 2>/dev/null; then
+    echo "init: sshd exited, see $N/logs/sshd.log" >&2
+    kill -TERM "$CPID" 2>/dev/null
+    wait
+    exit 1
+  fi
   # Interrupted by a signal while containerd still runs: keep waiting.
   kill -0 "$CPID" 2>/dev/null && continue
   # `systemctl stop` leaves this marker; `systemctl start` removes it.
