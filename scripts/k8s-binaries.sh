@@ -26,6 +26,11 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 
+# A second run (another shell, CI on the same machine) waits here and then reuses the first one's build.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.k8s-binaries.lock"
+flock 9
+
 user_binaries() {
   if [[ -n "${KUBE_APISERVER_BIN:-}" || -n "${ETCD_BIN:-}" ]]; then
     if [[ ! -x "${KUBE_APISERVER_BIN:-}" || ! -x "${ETCD_BIN:-}" ]]; then

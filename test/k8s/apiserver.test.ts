@@ -86,6 +86,26 @@ test("the assets lookup names the script to run when nothing is cached", () => {
 });
 
 
+test("binaries a user already has win over the cache", () => {
+  const cached = findAssets();
+  const saved = { ...process.env };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "registry-trust-assets-"));
+  try {
+    fs.symlinkSync(cached.kubeApiserver, path.join(dir, "kube-apiserver"));
+    fs.symlinkSync(cached.etcd, path.join(dir, "etcd"));
+    process.env.KUBEBUILDER_ASSETS = dir;
+    expect(findAssets()).toMatchObject({ kubeApiserver: path.join(dir, "kube-apiserver"), etcd: path.join(dir, "etcd") });
+    process.env.KUBE_APISERVER_BIN = cached.kubeApiserver;
+    process.env.ETCD_BIN = cached.etcd;
+    expect(findAssets()).toMatchObject({ kubeApiserver: cached.kubeApiserver, etcd: cached.etcd });
+    process.env.ETCD_BIN = path.join(dir, "missing-etcd");
+    expect(() => findAssets()).toThrow(/missing-etcd/);
+  } finally {
+    process.env = saved;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 const roundTrip = (version: KcpVersion) => async () => {
   const name = `files-${version}`;
   await api.createNamespacedCustomObject({ ...ref(version, name), body: kcp(version, name) });
