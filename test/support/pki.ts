@@ -50,7 +50,7 @@ function opensslDate(d: Date): string {
   return d.toISOString().replace(/[-:T]/g, "").replace(/\.\d+Z$/, "Z").slice(2); // UTCTime YYMMDDHHMMSSZ
 }
 
-function genKey(kind: KeyKind, path: string): void {
+export function genKey(kind: KeyKind, path: string): void {
   const args: Record<KeyKind, string[]> = {
     ec256: ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     ec384: ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],

@@ -1,0 +1,33 @@
+/*
+ * Runs a Pulumi program under mocks in its own process, the way the engine would run it: config set first,
+ * the program module loaded, and a program failure (thrown error or unhandled rejection) reported as the
+ * outcome instead of crashing the test runner. Prints one JSON line: registered resources and the error.
+ *
+ * Usage: tsx test/support/mock-program.ts PROGRAM   (env MOCK_CONFIG = JSON {config, secretKeys})
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { resolve } from "node:path";
+import { TlsMocks } from "./tls-mocks";
+
+const mocks = new TlsMocks();
+const { config = {}, secretKeys = [] } = JSON.parse(process.env.MOCK_CONFIG ?? "{}");
+pulumi.runtime.setAllConfig(config, secretKeys);
+pulumi.runtime.setMocks(mocks, "registry-trust", "mock", false);
+
+const failures: string[] = [];
+const kind = (e: Error) => (pulumi.RunError.isInstance(e) ? "RunError" : pulumi.ResourceError.isInstance(e) ? "ResourceError" : e.name);
+const fail = (e: unknown) => failures.push(e instanceof Error ? `${kind(e)}: ${e.message}` : String(e));
+process.on("unhandledRejection", fail);
+
+let outputs: Record<string, unknown> = {};
+try {
+  outputs = require(resolve(process.argv[2]));
+} catch (e) {
+  fail(e);
+}
+
+setTimeout(() => {
+  mocks.pki.cleanup();
+  const resources = mocks.resources.map((r) => ({ type: r.type, name: r.name }));
+  process.stdout.write(`${JSON.stringify({ resources, outputs: Object.keys(outputs), errors: [...new Set(failures)] })}\n`);
+}, Number(process.env.MOCK_SETTLE_MS ?? 1500));
