@@ -15,7 +15,12 @@ pulumi.runtime.setAllConfig(config, secretKeys);
 pulumi.runtime.setMocks(mocks, "registry-trust", "mock", false);
 
 const failures: string[] = [];
-const kind = (e: Error) => (pulumi.RunError.isInstance(e) ? "RunError" : pulumi.ResourceError.isInstance(e) ? "ResourceError" : e.name);
+// RunError and ResourceError keep Error's name; Pulumi tells them apart by a marker property.
+const kind = (e: Error): string => {
+  const name = e.name;
+  if (pulumi.RunError.isInstance(e)) return "RunError";
+  return pulumi.ResourceError.isInstance(e) ? "ResourceError" : name;
+};
 const fail = (e: unknown) => failures.push(e instanceof Error ? `${kind(e)}: ${e.message}` : String(e));
 process.on("unhandledRejection", fail);
 
