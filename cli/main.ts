@@ -1,0 +1,40 @@
+import { UsageError } from "./args";
+import { CHECK_USAGE, check } from "./check";
+import { INSPECT_USAGE, inspect } from "./inspect";
+import { Io, processIo } from "./io";
+
+const USAGE = `registry-trust: make private container registries trusted by Kubernetes nodes.
+
+Usage:
+  ${CHECK_USAGE}
+      Offline: would a container runtime with this CA bundle trust this serving certificate for HOST?
+  ${INSPECT_USAGE}
+      Online: show the chain a registry serves and what is wrong with it.
+
+Exit codes: 0 trusted / no problem, 1 problems found (each listed with a code and a fix), 2 usage error.
+`;
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "check":
+        return await check(rest, io);
+      case "inspect":
+        return await inspect(rest, io);
+      case "help":
+      case "--help":
+      case "-h":
+        io.out(USAGE);
+        return 0;
+      default:
+        throw new UsageError(command === undefined ? "a command is required" : `unknown command "${command}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`registry-trust: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw e;
+  }
+}
