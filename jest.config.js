@@ -14,4 +14,7 @@ module.exports = {
   },
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnlyPackages.join("|")})/)`],
   testTimeout: 60000,
+  // The Pulumi SDK keeps its run state on globals; jest's soft deletion of globals between files only warns.
+  testEnvironmentOptions: { globalsCleanup: "off" },
+  reporters: ["default", "<rootDir>/test/support/summary-reporter.cjs"],
 };
