@@ -89,6 +89,8 @@ export interface StartOptions {
    * Default: whatever the real CRDs declare (v1beta2).
    */
   storageVersion?: string;
+  /** Extra kube-apiserver flags (a later flag wins), e.g. feature gates or --v=4 to debug. */
+  apiServerArgs?: string[];
   /** Overall start-up deadline (default 90 s: the first start on a cold page cache is slow on 2 cores). */
   timeoutMs?: number;
 }
@@ -288,6 +290,7 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
       // The default reconciler refuses a loopback advertise address; nothing here needs the kubernetes Service endpoints.
       "--endpoint-reconciler-type=none",
       "--profiling=false",
+      ...(opts.apiServerArgs ?? []),
     ], dir);
     env.daemons.push(apiserver);
 
@@ -323,6 +326,25 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
           return established ?? false;
         });
       }
+      // The apiserver holds every create of a custom resource for 2 s while its CRD was Established less
+      // than 2 s ago (an HA safeguard in apiextensions' crdHandler). Waiting it out here keeps that one-off
+      // stall out of the tests' timings.
+      await sleep(2_000);
+      // Controllers keep updating a new CRD's status for a moment, and each update re-creates its storage,
+      // which answers 429 "storage is (re)initializing" meanwhile. Ready = every served version lists and
+      // no CRD changed while we checked.
+      const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+      await waitFor("CRDs settled", deadline, env.daemons, async () => {
+        const before = await Promise.all(names.map((name) => ext.readCustomResourceDefinition({ name })));
+        for (const crd of before) {
+          for (const v of crd.spec.versions.filter((v) => v.served)) {
+            await custom.listClusterCustomObject({ group: crd.spec.group, version: v.name, plural: crd.spec.names.plural, limit: 1 });
+          }
+        }
+        const after = await Promise.all(names.map((name) => ext.readCustomResourceDefinition({ name })));
+        after.forEach((crd) => crds.set(crd.metadata!.name!, crd));
+        return before.every((crd, i) => crd.metadata?.resourceVersion === after[i].metadata?.resourceVersion);
+      });
     }
     return { kubeconfigPath, server, kubeConfig, dir, crds, pids: { etcd: etcd.child.pid!, kubeApiserver: apiserver.child.pid! }, stop };
   } catch (e) {
