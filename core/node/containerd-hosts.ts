@@ -2,8 +2,13 @@ import { stringify } from "smol-toml";
 import { RegistryEndpoint } from "../config/model";
 import { endpointKey, parseEndpoint } from "../endpoint";
 
-/** First line of every file we write; how a later run (and `remove`) recognises its own files. */
+/** Start of the first line of every file we write; how a later run (and `remove`) recognises its files. */
 export const MANAGED_MARKER = "# Managed by registry-trust";
+
+/** The full marker line prefix for one owner (see NodeScriptInput.owner). */
+export function managedMarker(owner = "default"): string {
+  return `${MANAGED_MARKER} (owner ${owner})`;
+}
 
 export const CONTAINERD_CERTS_DIR = "/etc/containerd/certs.d";
 
@@ -29,12 +34,13 @@ function hostEntry(e: RegistryEndpoint, certsDir: string) {
  * containerd hosts.toml files (read per pull, no restart): one per registry endpoint, trusting the
  * bundle for it, and one per mirrored upstream listing our endpoints as its mirrors, in config order.
  */
-export function containerdHostsFiles(endpoints: readonly RegistryEndpoint[], certsDir = CONTAINERD_CERTS_DIR): HostsFile[] {
+export function containerdHostsFiles(endpoints: readonly RegistryEndpoint[], certsDir = CONTAINERD_CERTS_DIR, owner = "default"): HostsFile[] {
+  const marker = managedMarker(owner);
   const files: HostsFile[] = endpoints.map((e) => {
     const key = endpointKey(e);
     return {
       dir: key,
-      content: `${MANAGED_MARKER}: trust for ${key}.\n${stringify({ server: `https://${key}`, host: { [`https://${key}`]: hostEntry(e, certsDir) } })}`,
+      content: `${marker}: trust for ${key}.\n${stringify({ server: `https://${key}`, host: { [`https://${key}`]: hostEntry(e, certsDir) } })}`,
     };
   });
   const upstreams = new Map<string, RegistryEndpoint[]>();
@@ -43,7 +49,7 @@ export function containerdHostsFiles(endpoints: readonly RegistryEndpoint[], cer
     const dir = endpointKey(parseEndpoint(upstream));
     const server = UPSTREAM_SERVERS[dir] ?? `https://${dir}`;
     const host = Object.fromEntries(mirrors.map((m) => [`https://${endpointKey(m)}`, hostEntry(m, certsDir)]));
-    files.push({ dir, content: `${MANAGED_MARKER}: ${dir} pulled through ${mirrors.map(endpointKey).join(", ")}.\n${stringify({ server, host })}` });
+    files.push({ dir, content: `${marker}: ${dir} pulled through ${mirrors.map(endpointKey).join(", ")}.\n${stringify({ server, host })}` });
   }
   return files;
 }

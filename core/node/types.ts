@@ -13,6 +13,8 @@ export interface NodeScriptInput {
   /** PEM trust bundle. */
   readonly bundlePem: string;
   readonly action: NodeAction;
+  /** Names this installation in the files' marker line and the OS store file names, so that two stacks managing the same node never touch each other's files. @default "default" */
+  readonly owner?: string;
   /** The chain the registry serves (leaf first), verified offline on the node with openssl against the installed bundle. @default none */
   readonly servingChainPem?: string;
   /** Allow restarting a runtime whose configuration must change (containerd config_path, k3s/RKE2). @default true */
