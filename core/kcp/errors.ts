@@ -1,0 +1,60 @@
+/*
+ * Refusals and failures of the KCP sequencer. Plain Errors with a stable `code` rather than a subclass:
+ * these functions are serialized into a Pulumi dynamic provider, where a plain object shape survives best.
+ */
+
+export type KcpErrorCode =
+  | "KCP_NOT_FOUND"
+  | "VERSION_NOT_SERVED"
+  | "FOREIGN_FILE"
+  | "FORBIDDEN"
+  | "INVALID_BUNDLE"
+  | "INVALID_OWNERSHIP"
+  | "CONFLICT_DEADLINE"
+  | "LEASE_HELD"
+  | "LEASE_LOST"
+  | "ROLLOUT_TIMEOUT"
+  | "SECRET_CONFLICT";
+
+export interface KcpError extends Error {
+  readonly code: KcpErrorCode;
+}
+
+export function kcpError(code: KcpErrorCode, message: string): KcpError {
+  return Object.assign(new Error(message), { code });
+}
+
+export function isKcpError(e: unknown, code?: KcpErrorCode): e is KcpError {
+  return e instanceof Error && typeof (e as Partial<KcpError>).code === "string" && (code === undefined || (e as KcpError).code === code);
+}
+
+/** HTTP status of a failed Kubernetes API call (client-node's ApiException keeps it in `code`). */
+export function httpStatus(e: unknown): number | undefined {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return typeof code === "number" ? code : undefined;
+}
+
+/** The apiserver's own sentence for a failed call (its Status.message), else the error's message. */
+export function apiMessage(e: unknown): string {
+  const body = (e as { body?: unknown } | undefined)?.body;
+  if (typeof body === "string") {
+    try {
+      const status = JSON.parse(body) as { message?: unknown };
+      if (typeof status.message === "string") return status.message;
+    } catch {
+      // Not a Status object: fall through to the error's own message.
+    }
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Turns an RBAC refusal into a clear error naming what was attempted; every other error passes through.
+ * The apiserver's message already names the user, verb and resource.
+ */
+export function refuseForbidden(e: unknown, attempted: string): unknown {
+  if (httpStatus(e) !== 403) return e;
+  return kcpError("FORBIDDEN", `forbidden while trying to ${attempted}: ${apiMessage(e)}. ` +
+    "Grant the identity in the kubeconfig get/update on kubeadmcontrolplanes.controlplane.cluster.x-k8s.io, " +
+    "get/create/update/delete on leases.coordination.k8s.io and get/list/create/delete on secrets in that namespace.");
+}

@@ -1,0 +1,150 @@
+import { createHash } from "node:crypto";
+import { KcpApi, LeaseObject, ObjectRef } from "./api";
+import { apiMessage, httpStatus, kcpError, KcpError } from "./errors";
+
+/*
+ * One writer per KubeadmControlPlane at a time: a coordination.k8s.io/v1 Lease, as leader election uses.
+ * Expiry is judged like client-go's leader election: by how long *we* have seen the record unchanged, not
+ * by comparing its renewTime with our clock, so clock skew between writers cannot cause an early takeover.
+ * The price: a lease left by a crashed run is taken over one lease duration after we first see it.
+ */
+
+export interface LeaseOptions {
+  /** Identity written as holderIdentity: stack + run id. */
+  readonly holder: string;
+  /** @default 30 */
+  readonly durationSeconds?: number;
+  /** How long to wait for a live holder before giving up. @default 1,800,000 (30 min: a control-plane rollout) */
+  readonly waitTimeoutMs?: number;
+  /** Pause between attempts while another holder is live. @default 1000 */
+  readonly retryMs?: number;
+  readonly onWait?: (message: string) => void;
+}
+
+export interface HeldLease {
+  readonly ref: ObjectRef;
+  /** Throws LEASE_LOST once a renewal found the lease taken or expired. */
+  check(): void;
+  /** Stops renewing and deletes the lease (only our version of it). */
+  release(): Promise<void>;
+}
+
+/** The Lease guarding one KCP: in its namespace, named after it. */
+export function leaseRef(kcp: ObjectRef): ObjectRef {
+  const name = `registry-trust-kcp-${kcp.name}`;
+  if (name.length <= 253) return { namespace: kcp.namespace, name };
+  return { namespace: kcp.namespace, name: `registry-trust-kcp-${createHash("sha256").update(kcp.name).digest("hex").slice(0, 32)}` };
+}
+
+/** MicroTime as the apiserver parses it: RFC 3339 with exactly six fractional digits. */
+export function microTime(ms = Date.now()): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function describeHolder(l: LeaseObject): string {
+  const s = l.spec;
+  return `"${s.holderIdentity}" (since ${s.acquireTime ?? "unknown"}, last renewed ${s.renewTime ?? "never"}, lease ${s.leaseDurationSeconds ?? "?"} s)`;
+}
+
+export async function acquireLease(api: KcpApi, kcp: ObjectRef, opts: LeaseOptions): Promise<HeldLease> {
+  const ref = leaseRef(kcp);
+  const duration = opts.durationSeconds ?? 30;
+  const deadline = Date.now() + (opts.waitTimeoutMs ?? 1_800_000);
+  const retryMs = opts.retryMs ?? 1_000;
+  const ours = (l: Pick<LeaseObject, "metadata">, transitions: number): LeaseObject => {
+    const now = microTime();
+    return {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { ...l.metadata, name: ref.name, namespace: ref.namespace },
+      spec: { holderIdentity: opts.holder, leaseDurationSeconds: duration, acquireTime: now, renewTime: now, leaseTransitions: transitions },
+    };
+  };
+
+  let seen: { key: string; at: number } | undefined;
+  let lease: LeaseObject | undefined;
+  while (!lease) {
+    const current = await api.getLease(ref);
+    try {
+      if (!current) {
+        lease = await api.createLease(ours({ metadata: {} }, 0));
+        break;
+      }
+      const s = current.spec;
+      const key = `${s.holderIdentity}|${s.renewTime}|${current.metadata.resourceVersion}`;
+      if (seen?.key !== key) seen = { key, at: Date.now() };
+      const free = !s.holderIdentity || s.holderIdentity === opts.holder;
+      const expired = Date.now() - seen.at >= (s.leaseDurationSeconds ?? duration) * 1000;
+      if (free || expired) {
+        const transitions = (s.leaseTransitions ?? 0) + (s.holderIdentity === opts.holder ? 0 : 1);
+        lease = await api.replaceLease(ours({ metadata: current.metadata }, transitions));
+        break;
+      }
+      if (Date.now() >= deadline) {
+        throw kcpError("LEASE_HELD", `KubeadmControlPlane ${kcp.namespace}/${kcp.name} is being changed by ${describeHolder(current)}: ` +
+          `waited ${Math.round((opts.waitTimeoutMs ?? 1_800_000) / 1000)} s for Lease ${ref.namespace}/${ref.name}. ` +
+          "Let that run finish; if it died, its lease is taken over once it has not been renewed for its duration.");
+      }
+      opts.onWait?.(`waiting for Lease ${ref.namespace}/${ref.name} held by ${describeHolder(current)}`);
+    } catch (e) {
+      // Someone else created or took the lease between our read and write: look again.
+      if (httpStatus(e) !== 409) throw e;
+    }
+    await sleep(Math.min(retryMs, Math.max(deadline - Date.now(), 0)));
+  }
+
+  let held: LeaseObject = lease;
+  let lost: KcpError | undefined;
+  let stopped = false;
+  const renewEveryMs = (duration * 1000) / 3;
+  let lastRenewed = Date.now();
+  const renew = async () => {
+    try {
+      held = await api.replaceLease({ ...held, spec: { ...held.spec, renewTime: microTime() } });
+      lastRenewed = Date.now();
+    } catch (e) {
+      const now = await api.getLease(ref).catch(() => undefined);
+      if (now && now.spec.holderIdentity !== opts.holder) {
+        lost = kcpError("LEASE_LOST", `Lease ${ref.namespace}/${ref.name} was taken over by ${describeHolder(now)} while we held it`);
+      } else if (now) {
+        held = now;
+      } else if (httpStatus(e) === 404 || Date.now() - lastRenewed >= duration * 1000) {
+        lost = kcpError("LEASE_LOST", `could not renew Lease ${ref.namespace}/${ref.name} within its ${duration} s: ${apiMessage(e)}`);
+      }
+    }
+  };
+  let wake = () => {};
+  const loop = (async () => {
+    while (!stopped && !lost) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, renewEveryMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (!stopped) await renew();
+    }
+  })();
+
+  return {
+    ref,
+    check() {
+      if (lost) throw lost;
+    },
+    async release() {
+      stopped = true;
+      wake();
+      await loop;
+      if (lost) return;
+      try {
+        await api.deleteLease(ref, held.metadata.resourceVersion ?? "");
+      } catch (e) {
+        // Already gone or changed under us: either way it is no longer ours to delete.
+        if (httpStatus(e) !== 404 && httpStatus(e) !== 409) throw e;
+      }
+    },
+  };
+}

@@ -1,0 +1,279 @@
+import { createHash } from "node:crypto";
+import { OsFamily, RegistryEndpoint } from "../config/model";
+import { CONTAINERD_CERTS_DIR, containerdCaPath, containerdHostsFiles } from "../node/containerd-hosts";
+import { bundleHash } from "../x509/bundle";
+import { KcpObject, KcpVersion } from "./api";
+import { kcpError } from "./errors";
+
+/*
+ * Pure planning of our entries in a KubeadmControlPlane. `files` is an atomic list shared with other
+ * writers (CAPI providers, platform teams), so we merge by path: our entries are replaced or added, every
+ * other entry is kept exactly as read. Which paths and commands are ours is recorded on the object itself
+ * (OWNERSHIP_ANNOTATION), written in the same update as the entries, so ownership and content never diverge.
+ */
+
+/** Cluster API's maxLength of files[].content (enforced by the v1.14 CRDs in v1beta1 and v1beta2). */
+export const KCP_CONTENT_LIMIT = 10_240;
+export const OWNERSHIP_ANNOTATION = "registry-trust.io/control-plane-trust";
+export const SECRET_KEY = "ca.crt";
+export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+export const MANAGED_BY = "registry-trust";
+/** Label on our Secrets naming the KCP they belong to, so that stale ones can be found and deleted. */
+export const KCP_LABEL = "registry-trust.io/kubeadm-control-plane";
+
+/** One entry of spec.kubeadmConfigSpec.files; other writers' entries may carry any field. */
+export interface FileEntry {
+  path: string;
+  content?: string;
+  contentFrom?: { secret: { name: string; key: string } };
+  owner?: string;
+  permissions?: string;
+  [field: string]: unknown;
+}
+
+/** What we own on one KCP, as recorded in OWNERSHIP_ANNOTATION. */
+export interface Ownership {
+  readonly paths: string[];
+  readonly commands: string[];
+  readonly bundleHash: string;
+  /** The Secret holding the bundle when it is not inline. */
+  readonly secret?: string;
+}
+
+export interface TrustSpec {
+  readonly endpoints: readonly RegistryEndpoint[];
+  readonly bundlePem: string;
+  /** Bundles longer than this go to a Secret referenced by contentFrom; capped at KCP_CONTENT_LIMIT. @default 10240 */
+  readonly inlineMaxChars?: number;
+  /** Also install the bundle into the OS trust store of new control-plane machines (preKubeadmCommands). @default none */
+  readonly osTrustStore?: OsFamily;
+}
+
+export interface SecretPlan {
+  readonly name: string;
+  readonly key: string;
+  readonly data: string;
+}
+
+/** Our entries for one KCP. */
+export interface Desired {
+  readonly files: FileEntry[];
+  readonly commands: string[];
+  readonly secret?: SecretPlan;
+  readonly ownership: Ownership;
+}
+
+/** Nothing of ours: what `remove` plans towards. */
+export const NOTHING: Desired = { files: [], commands: [], ownership: { paths: [], commands: [], bundleHash: "" } };
+
+const TRUST_STORES: Record<Exclude<OsFamily, "auto">, { dir: string; file: string; update: string }> = {
+  debian: { dir: "/usr/local/share/ca-certificates", file: "registry-trust.crt", update: "update-ca-certificates" },
+  ubuntu: { dir: "/usr/local/share/ca-certificates", file: "registry-trust.crt", update: "update-ca-certificates" },
+  alpine: { dir: "/usr/local/share/ca-certificates", file: "registry-trust.crt", update: "update-ca-certificates" },
+  rhel: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
+  fedora: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
+  rocky: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
+  amazon: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
+  suse: { dir: "/etc/pki/trust/anchors", file: "registry-trust.crt", update: "update-ca-certificates" },
+  flatcar: { dir: "/etc/ssl/certs", file: "registry-trust.pem", update: "update-ca-certificates" },
+  photon: { dir: "/etc/ssl/certs", file: "registry-trust.pem", update: "rehash_ca_certificates.sh" },
+};
+
+/**
+ * The command copying the bundle into the OS trust store. It only copies a file and re-runs the
+ * distribution's update tool, so running it again on the same machine changes nothing. "auto" picks
+ * the store by which anchor directory the image has.
+ */
+export function trustStoreCommand(os: OsFamily, caPath: string): string {
+  const install = (s: { dir: string; file: string; update: string }) => `mkdir -p ${s.dir} && cp '${caPath}' ${s.dir}/${s.file} && ${s.update}`;
+  if (os !== "auto") return install(TRUST_STORES[os]);
+  return `if [ -d ${TRUST_STORES.rhel.dir} ]; then ${install(TRUST_STORES.rhel)}; ` +
+    `elif [ -d ${TRUST_STORES.suse.dir} ]; then ${install(TRUST_STORES.suse)}; ` +
+    `else ${install(TRUST_STORES.debian)}; fi`;
+}
+
+/** Labels of our Secrets; label values are at most 63 characters, so long KCP names are hashed. */
+export function secretLabels(kcpName: string): Record<string, string> {
+  const value = kcpName.length <= 63 ? kcpName : createHash("sha256").update(kcpName).digest("hex").slice(0, 40);
+  return { [MANAGED_BY_LABEL]: MANAGED_BY, [KCP_LABEL]: value };
+}
+
+/** Content-addressed, so a new bundle changes the KCP spec (and rolls out) and an old one is never rewritten. */
+export function secretName(kcpName: string, hash: string): string {
+  const suffix = `-registry-trust-ca-${hash.slice(0, 12)}`;
+  return `${kcpName.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
+}
+
+/** Our files (CA bundle per endpoint and containerd hosts.toml per certs.d directory) and commands. */
+export function desiredEntries(kcpName: string, spec: TrustSpec): Desired {
+  if (spec.endpoints.length === 0) throw new Error("at least one registry endpoint is needed");
+  const hash = bundleHash(spec.bundlePem);
+  const limit = Math.min(spec.inlineMaxChars ?? KCP_CONTENT_LIMIT, KCP_CONTENT_LIMIT);
+  const secret = spec.bundlePem.length > limit ? { name: secretName(kcpName, hash), key: SECRET_KEY, data: spec.bundlePem } : undefined;
+  const caFiles: FileEntry[] = spec.endpoints.map((e) => ({
+    path: containerdCaPath(e),
+    owner: "root:root",
+    permissions: "0644",
+    ...(secret ? { contentFrom: { secret: { name: secret.name, key: secret.key } } } : { content: spec.bundlePem }),
+  }));
+  const hostsFiles: FileEntry[] = containerdHostsFiles(spec.endpoints).map((h) => ({
+    path: `${CONTAINERD_CERTS_DIR}/${h.dir}/hosts.toml`,
+    owner: "root:root",
+    permissions: "0644",
+    content: h.content,
+  }));
+  const files = [...caFiles, ...hostsFiles];
+  const commands = spec.osTrustStore ? [trustStoreCommand(spec.osTrustStore, caFiles[0].path)] : [];
+  return {
+    files,
+    commands,
+    secret,
+    ownership: { paths: files.map((f) => f.path), commands, bundleHash: hash, ...(secret ? { secret: secret.name } : {}) },
+  };
+}
+
+/** The ownership recorded on a KCP; an empty one when there is none. */
+export function readOwnership(kcp: KcpObject): Ownership {
+  const text = kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION];
+  if (text === undefined) return NOTHING.ownership;
+  try {
+    const o = JSON.parse(text) as Partial<Ownership>;
+    if (Array.isArray(o.paths) && Array.isArray(o.commands) && typeof o.bundleHash === "string") {
+      return { paths: o.paths.map(String), commands: o.commands.map(String), bundleHash: o.bundleHash, ...(o.secret ? { secret: String(o.secret) } : {}) };
+    }
+  } catch {
+    // Reported below with the annotation's name.
+  }
+  throw kcpError("INVALID_OWNERSHIP", `annotation ${OWNERSHIP_ANNOTATION} on KubeadmControlPlane ${kcp.metadata.namespace}/${kcp.metadata.name} ` +
+    "is not what registry-trust writes; it was edited by hand. Restore or remove it (removing it makes our files foreign: then set adopt).");
+}
+
+export interface PlanOptions {
+  readonly version: KcpVersion;
+  /** Take over files at our paths that we did not write. @default false */
+  readonly adopt?: boolean;
+  /** RFC 3339 time: CAPI replaces every control-plane machine created before it. @default none */
+  readonly rolloutAfter?: string;
+}
+
+export interface Plan {
+  /** The object to write (a copy of the one read, with our changes), or undefined when nothing changes. */
+  readonly update?: KcpObject;
+  readonly ownership: Ownership;
+}
+
+function kubeadmConfigSpec(kcp: KcpObject): Record<string, unknown> {
+  return kcp.spec?.kubeadmConfigSpec ?? {};
+}
+
+/** Keys sorted, so that two JSON values compare equal whatever order the apiserver returns keys in. */
+export function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x);
+}
+
+/**
+ * Merges `desired` into the KCP read: entries at our paths are replaced in place, ours that are no longer
+ * desired are dropped, new ones are appended, every other entry is kept untouched. A file at one of our
+ * paths that the recorded ownership does not list belongs to someone else and is refused unless `adopt`.
+ */
+export function planMerge(kcp: KcpObject, desired: Desired, opts: PlanOptions): Plan {
+  const owned = readOwnership(kcp);
+  const spec = kubeadmConfigSpec(kcp);
+  const files = (Array.isArray(spec.files) ? spec.files : []) as FileEntry[];
+  const commands = (Array.isArray(spec.preKubeadmCommands) ? spec.preKubeadmCommands : []) as string[];
+
+  const wanted = new Map(desired.files.map((f) => [f.path, f]));
+  const ownedPaths = new Set(owned.paths);
+  const foreign = files.filter((f) => wanted.has(f.path) && !ownedPaths.has(f.path));
+  if (foreign.length > 0 && !opts.adopt) {
+    throw kcpError("FOREIGN_FILE", `KubeadmControlPlane ${kcp.metadata.namespace}/${kcp.metadata.name} already has ` +
+      `${foreign.map((f) => f.path).join(", ")} in spec.kubeadmConfigSpec.files, not written by registry-trust. ` +
+      "Remove that entry, or set adopt to let registry-trust replace and own it.");
+  }
+
+  const merged: FileEntry[] = [];
+  const placed = new Set<string>();
+  for (const f of files) {
+    const ours = wanted.get(f.path);
+    if (ours) {
+      if (!placed.has(f.path)) merged.push(ours);
+      placed.add(f.path);
+    } else if (!ownedPaths.has(f.path)) {
+      merged.push(f);
+    }
+  }
+  merged.push(...desired.files.filter((f) => !placed.has(f.path)));
+
+  const ownedCommands = new Set(owned.commands);
+  const ourCommands = new Set(desired.commands);
+  const mergedCommands = [...commands.filter((c) => !ownedCommands.has(c) && !ourCommands.has(c)), ...desired.commands];
+
+  const rolloutAfter = currentRolloutAfter(kcp, opts.version);
+  const before = { files, commands, annotation: kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION], rolloutAfter };
+  const after = { files: merged, commands: mergedCommands, annotation: annotationText(desired.ownership), rolloutAfter: opts.rolloutAfter ?? rolloutAfter };
+  if (canonicalJson(before) === canonicalJson(after)) return { ownership: desired.ownership };
+  return { update: withEntries(kcp, merged, mergedCommands, desired.ownership, opts), ownership: desired.ownership };
+}
+
+/** The annotation recording `ownership`; none once we own nothing. */
+function annotationText(ownership: Ownership): string | undefined {
+  return ownership.paths.length > 0 || ownership.commands.length > 0 ? JSON.stringify(ownership) : undefined;
+}
+
+function currentRolloutAfter(kcp: KcpObject, version: KcpVersion): string | undefined {
+  const spec = kcp.spec ?? {};
+  const v = version === "v1beta2" ? (spec.rollout as { after?: unknown } | undefined)?.after : spec.rolloutAfter;
+  return typeof v === "string" ? v : undefined;
+}
+
+function withEntries(kcp: KcpObject, files: FileEntry[], commands: string[], ownership: Ownership, opts: PlanOptions): KcpObject {
+  const copy = JSON.parse(JSON.stringify(kcp)) as KcpObject;
+  copy.spec ??= {};
+  const cfg = (copy.spec.kubeadmConfigSpec ??= {});
+  // v1beta2 declares minItems: 1 on both lists: an empty list must be absent, not [].
+  if (files.length > 0) cfg.files = files;
+  else delete cfg.files;
+  if (commands.length > 0) cfg.preKubeadmCommands = commands;
+  else delete cfg.preKubeadmCommands;
+
+  const annotations = { ...(copy.metadata.annotations ?? {}) };
+  const text = annotationText(ownership);
+  if (text !== undefined) annotations[OWNERSHIP_ANNOTATION] = text;
+  else delete annotations[OWNERSHIP_ANNOTATION];
+  copy.metadata.annotations = annotations;
+
+  if (opts.rolloutAfter !== undefined) {
+    if (opts.version === "v1beta2") copy.spec.rollout = { ...((copy.spec.rollout as object | undefined) ?? {}), after: opts.rolloutAfter };
+    else copy.spec.rolloutAfter = opts.rolloutAfter;
+  }
+  return copy;
+}
+
+/** Our entries as they are on `kcp` (by the paths and commands of `ownership`), for read-back checks. */
+export function entriesOn(kcp: KcpObject, ownership: Ownership): { files: FileEntry[]; commands: string[]; annotation?: string } {
+  const spec = kubeadmConfigSpec(kcp);
+  const paths = new Set(ownership.paths);
+  const files = ((Array.isArray(spec.files) ? spec.files : []) as FileEntry[]).filter((f) => paths.has(f.path));
+  const commands = ((Array.isArray(spec.preKubeadmCommands) ? spec.preKubeadmCommands : []) as string[]).filter((c) => ownership.commands.includes(c));
+  return { files, commands, annotation: kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION] };
+}
+
+/**
+ * Why the entries on `kcp` differ from `desired`, or undefined when they are exactly what we wrote and
+ * nothing is left at the paths we owned before (`previous`) and no longer want.
+ */
+export function verifyEntries(kcp: KcpObject, desired: Desired, previous: Ownership = NOTHING.ownership): string | undefined {
+  const on = entriesOn(kcp, desired.ownership);
+  const dropped = new Set(previous.paths.filter((p) => !desired.ownership.paths.includes(p)));
+  const left = entriesOn(kcp, { ...previous, paths: [...dropped] }).files.map((f) => f.path);
+  if (left.length > 0) return `files we removed are back: ${left.join(", ")}`;
+  const byPath = (fs: FileEntry[]) => canonicalJson([...fs].sort((a, b) => (a.path < b.path ? -1 : 1)));
+  if (byPath(on.files) !== byPath(desired.files)) {
+    const differing = desired.files.filter((d) => canonicalJson(on.files.find((f) => f.path === d.path)) !== canonicalJson(d)).map((d) => d.path);
+    return `files differ from what was written: ${differing.join(", ") || "unexpected extra entries"}`;
+  }
+  if (canonicalJson(on.commands) !== canonicalJson(desired.commands)) return "preKubeadmCommands differ from what was written";
+  if (on.annotation !== annotationText(desired.ownership)) return `annotation ${OWNERSHIP_ANNOTATION} differs from what was written`;
+  return undefined;
+}

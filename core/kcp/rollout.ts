@@ -1,0 +1,76 @@
+import { KcpObject, KcpVersion } from "./api";
+import { kcpError } from "./errors";
+
+/*
+ * When is a KubeadmControlPlane rollout of our write finished? The controller must have seen our
+ * generation, and every machine must be up to date and ready, with the rollout condition settled:
+ *   v1beta1: status.updatedReplicas, readyReplicas, condition MachinesSpecUpToDate=True
+ *   v1beta2: status.upToDateReplicas, readyReplicas, condition RollingOut=False
+ */
+
+export interface RolloutState {
+  readonly done: boolean;
+  /** One line for progress messages and timeout errors. */
+  readonly summary: string;
+}
+
+interface Condition {
+  type?: string;
+  status?: string;
+  reason?: string;
+  message?: string;
+  observedGeneration?: number;
+}
+
+const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
+
+export function rolloutState(kcp: KcpObject, version: KcpVersion, generation: number): RolloutState {
+  const status = kcp.status ?? {};
+  const wanted = kcp.spec?.replicas ?? 1;
+  const observed = num(status.observedGeneration);
+  if (observed === undefined || observed < generation) {
+    return { done: false, summary: `waiting for the controller to observe generation ${generation} (observed: ${observed ?? "none"})` };
+  }
+  const upToDate = num(version === "v1beta2" ? status.upToDateReplicas : status.updatedReplicas) ?? 0;
+  const ready = num(status.readyReplicas) ?? 0;
+  const replicas = num(status.replicas) ?? 0;
+  const [type, settled] = version === "v1beta2" ? ["RollingOut", "False"] : ["MachinesSpecUpToDate", "True"];
+  const conditions = (Array.isArray(status.conditions) ? status.conditions : []) as Condition[];
+  const condition = conditions.find((c) => c.type === type);
+  // v1beta2 conditions carry their own observedGeneration: an older one describes an older spec.
+  const conditionCurrent = condition !== undefined && (condition.observedGeneration === undefined || condition.observedGeneration >= generation);
+  const conditionOk = conditionCurrent && condition?.status === settled;
+  const conditionText = condition ? `${type}=${condition.status}${condition.reason ? ` (${condition.reason})` : ""}` : `${type} not reported`;
+  const summary = `generation ${observed}: ${upToDate}/${wanted} up to date, ${ready}/${wanted} ready, ${replicas} machines, ${conditionText}`;
+  return { done: upToDate === wanted && ready === wanted && replicas === wanted && conditionOk, summary };
+}
+
+export interface WaitOptions {
+  readonly timeoutMs: number;
+  readonly pollMs: number;
+  /** Called with each new summary. */
+  readonly onProgress?: (summary: string) => void;
+  /** Called before each poll; throws to abort (e.g. the lease was lost). */
+  readonly check?: () => void;
+  readonly what: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitForRollout(read: () => Promise<KcpObject>, version: KcpVersion, generation: number, opts: WaitOptions): Promise<KcpObject> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let last = "";
+  for (;;) {
+    opts.check?.();
+    const kcp = await read();
+    const state = rolloutState(kcp, version, generation);
+    if (state.summary !== last) opts.onProgress?.(state.summary);
+    last = state.summary;
+    if (state.done) return kcp;
+    if (Date.now() >= deadline) {
+      throw kcpError("ROLLOUT_TIMEOUT", `rollout of ${opts.what} (generation ${generation}) not finished after ${Math.round(opts.timeoutMs / 1000)} s: ${last}. ` +
+        "Check the KubeadmControlPlane's conditions and its machines; the trust entries are written and the rollout goes on.");
+    }
+    await sleep(Math.min(opts.pollMs, Math.max(deadline - Date.now(), 0)));
+  }
+}
