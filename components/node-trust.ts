@@ -1,0 +1,197 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { NodeConfig, RegistryEndpoint } from "../core/config/model";
+import { hostProblem, portProblem } from "../core/endpoint";
+import { parseNodeReport, renderNodeScript } from "../core/node/render";
+import { NodeAction, NodeReport, NodeScriptInput } from "../core/node/types";
+
+/*
+ * Nodes and registries are plain values, not Inputs: they decide which Command resources exist and what
+ * they are named, which Pulumi must know while registering them. Only the bundle (and the chain it is
+ * checked against) flows in as Outputs from RegistryPki.
+ */
+export interface NodeTrustArgs {
+  /** Nodes reached over SSH (StackConfig.nodes), each gets its own Command resource. */
+  readonly nodes: readonly NodeConfig[];
+  /** Registry endpoints (and the upstreams they mirror) every node trusts (StackConfig.registries). */
+  readonly registries: readonly RegistryEndpoint[];
+  /** PEM trust bundle (RegistryPki.bundlePem). */
+  readonly bundlePem: pulumi.Input<string>;
+  /** sha256 hex of bundlePem (RegistryPki.bundleHash); a change re-runs the install on every node. */
+  readonly bundleHash: pulumi.Input<string>;
+  /** The chain the registry serves, leaf first, verified offline on each node (RegistryPki.servingChainPem). @default none */
+  readonly servingChainPem?: pulumi.Input<string | undefined>;
+  /** SSH private key (PEM/OpenSSH); stored only as a secret. @default the SSH agent */
+  readonly sshPrivateKey?: pulumi.Input<string>;
+  /** SSH agent socket used when no private key is given. @default SSH_AUTH_SOCK of the provider process at run time */
+  readonly agentSocketPath?: string;
+  /** Refuse nodes without a pinned hostKey (StackConfig.policy.requireHostKeys). @default false */
+  readonly requireHostKeys?: boolean;
+  /** Allow a runtime restart when its configuration must change (StackConfig.policy.allowRuntimeRestart). @default true */
+  readonly allowRuntimeRestart?: boolean;
+  /** Image on the registry pulled through CRI on each node to verify (StackConfig.policy.probeImage). @default none */
+  readonly probeImage?: string;
+  /** Probe https://<registry>/v2/ on each node through the installed trust. @default true */
+  readonly probeTls?: boolean;
+  /** Names this installation on the nodes, so two stacks managing the same node never touch each other's files. @default "default" */
+  readonly owner?: string;
+  /** Failed dial attempts before a node's resource fails (the provider's own default, 10, hides a dead node for minutes). @default 3 */
+  readonly dialErrorLimit?: number;
+  /** Seconds per dial attempt. @default 15 */
+  readonly perDialTimeoutSeconds?: number;
+}
+
+/** What one node reported after the install: its host plus the script's report line. */
+export interface NodeTrustResult extends NodeReport {
+  readonly node: string;
+  readonly host: string;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * Installs the trust bundle on every node over SSH and verifies it there, one @pulumi/command
+ * `remote.Command` per node. Nodes are independent resources (no dependency between them), so one
+ * unreachable node fails only its own resource; `pulumi up --continue-on-error` lets the rest finish.
+ */
+export class NodeTrust extends pulumi.ComponentResource {
+  /** The Command resource of each node, by node name. */
+  readonly commands: Readonly<Record<string, command.remote.Command>>;
+  /** Each node's report (files changed, restarts, checks passed, bundle installed), by node name. */
+  readonly nodeResults: Readonly<Record<string, pulumi.Output<NodeTrustResult>>>;
+  /** All nodes' reports; resolves only when every node succeeded. */
+  readonly results: pulumi.Output<NodeTrustResult[]>;
+
+  constructor(name: string, args: NodeTrustArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("registry-trust:index:NodeTrust", name, {}, opts);
+    this.refuseBadArgs(name, args);
+
+    const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
+    const scripts = new ScriptCache(args);
+    const commands: Record<string, command.remote.Command> = {};
+    const nodeResults: Record<string, pulumi.Output<NodeTrustResult>> = {};
+
+    for (const node of args.nodes) {
+      const rendered = pulumi.all([args.bundlePem, args.servingChainPem, args.bundleHash]).apply(([bundlePem, chain, hash]) => {
+        if (!SHA256_HEX.test(hash)) throw new pulumi.ResourceError(`bundleHash must be 64 lowercase hex digits (sha256), got "${hash}"`, this);
+        try {
+          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain) };
+        } catch (e) {
+          throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
+        }
+      });
+      const shell = node.user === "root" ? "sh -s" : "sudo -n sh -s";
+      const cmd = new command.remote.Command(`${name}-${node.name}`, {
+        connection: this.connection(node, args, privateKey),
+        // The script travels on stdin, never on the command line. The hash (validated hex) is on the command
+        // line only so a preview diff shows which bundle the node moves to.
+        create: rendered.apply((r) => `${shell} # registry-trust bundle sha256:${r.hash}`),
+        stdin: rendered.apply((r) => r.install),
+        // `delete` runs later with the *stored* inputs, and stdin then still holds the install script, so the
+        // remove script rides inside the delete command itself, base64 (only [A-Za-z0-9+/=], safe in quotes).
+        delete: rendered.apply((r) => `printf '%s' '${Buffer.from(r.remove).toString("base64")}' | base64 -d | ${shell}`),
+        // No `update` and no `triggers`. In @pulumi/command 1.2.x `triggers` is replaceOnChanges: a new bundle
+        // would create a new Command (install) and then run the old one's delete, the remove script, wiping
+        // the trust it had just installed. A change of create/stdin/delete text is an in-place update, which
+        // runs `create` again: the install script is idempotent, so that is the whole update.
+        // The previous stdout is not needed on the node, and sshd without AcceptEnv would warn on every run.
+        addPreviousOutputInEnv: false,
+      }, { parent: this });
+      commands[node.name] = cmd;
+      nodeResults[node.name] = cmd.stdout.apply((stdout) => this.result(node, stdout));
+    }
+
+    this.commands = commands;
+    this.nodeResults = nodeResults;
+    this.results = pulumi.all(Object.values(nodeResults));
+    this.registerOutputs({});
+  }
+
+  private connection(node: NodeConfig, args: NodeTrustArgs, privateKey: pulumi.Output<string> | undefined): command.types.input.remote.ConnectionArgs {
+    // The agent socket path is left to the provider when not given: agent sockets move between login
+    // sessions, and a stored path would both re-run every node on the next up and break a later delete.
+    const auth = privateKey ? { privateKey } : args.agentSocketPath ? { agentSocketPath: args.agentSocketPath } : {};
+    const dial = { dialErrorLimit: args.dialErrorLimit ?? 3, perDialTimeout: args.perDialTimeoutSeconds ?? 15 };
+    return {
+      host: node.host,
+      port: node.port,
+      user: node.user,
+      ...(node.hostKey ? { hostKey: node.hostKey } : {}),
+      ...auth,
+      ...dial,
+      // The bastion gets the same credentials. Its host key is not pinned (the config has none for it), but
+      // the node's own hostKey is checked end to end through the tunnel, so a rogue bastion cannot pose as the node.
+      ...(node.proxy ? { proxy: { host: node.proxy.host, port: node.proxy.port, user: node.proxy.user, ...auth, ...dial } } : {}),
+    };
+  }
+
+  private result(node: NodeConfig, stdout: string): NodeTrustResult {
+    try {
+      return { node: node.name, host: node.host, ...parseNodeReport(stdout) };
+    } catch (e) {
+      throw new pulumi.ResourceError(`node ${node.name} (${node.host}): the script succeeded but its report is unreadable: ${(e as Error).message}`, this);
+    }
+  }
+
+  /** Every mistake in the node list at once, before any resource is registered. */
+  private refuseBadArgs(name: string, args: NodeTrustArgs): void {
+    const problems: string[] = [];
+    if (args.nodes.length > 0 && args.registries.length === 0) problems.push("registries is empty: there is nothing for the nodes to trust");
+    if (args.nodes.length > 0 && args.sshPrivateKey === undefined && !args.agentSocketPath && !process.env.SSH_AUTH_SOCK) {
+      problems.push("no SSH credentials: set sshPrivateKey (pulumi config set --secret registry-trust:sshPrivateKey < key) or run with an SSH agent (SSH_AUTH_SOCK)");
+    }
+    const seen = new Set<string>();
+    for (const n of args.nodes) {
+      const at = `node "${n.name}"`;
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(n.name)) problems.push(`${at}: the name must be letters, digits, '.', '_' or '-' (it names the node's resource)`);
+      if (seen.has(n.name)) problems.push(`${at}: the name is used twice`);
+      seen.add(n.name);
+      const hp = hostProblem(n.host);
+      if (hp) problems.push(`${at}: host "${n.host}" ${hp}`);
+      const pp = portProblem(n.port);
+      if (pp) problems.push(`${at}: port ${n.port} ${pp}`);
+      if (!/^[a-z_][a-z0-9_.-]*$/i.test(n.user)) problems.push(`${at}: user "${n.user}" is not a Unix user name`);
+      if (n.runtimes.length === 0) problems.push(`${at}: runtimes is empty`);
+      if (args.requireHostKeys && !n.hostKey) problems.push(`${at}: hostKey is required (requireHostKeys): pin it with the output of ssh-keyscan`);
+      if (n.proxy) {
+        const php = hostProblem(n.proxy.host);
+        if (php) problems.push(`${at}: proxy host "${n.proxy.host}" ${php}`);
+        const ppp = portProblem(n.proxy.port);
+        if (ppp) problems.push(`${at}: proxy port ${n.proxy.port} ${ppp}`);
+      }
+    }
+    if (problems.length > 0) throw new pulumi.ResourceError(`NodeTrust ${name}: refusing the node configuration, nothing was touched:\n  ${problems.join("\n  ")}`, this);
+  }
+}
+
+/**
+ * Scripts depend on the node only through its OS family and runtimes, so nodes sharing those share one
+ * rendering per bundle (a 500-node fleet renders a handful of scripts, not 1000).
+ */
+class ScriptCache {
+  private readonly cache = new Map<string, string>();
+
+  constructor(private readonly args: NodeTrustArgs) {}
+
+  get(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): string {
+    const key = JSON.stringify([node.os, node.runtimes, action, bundlePem, servingChainPem ?? null]);
+    let script = this.cache.get(key);
+    if (script === undefined) {
+      const input: NodeScriptInput = {
+        os: node.os,
+        runtimes: node.runtimes,
+        registries: this.args.registries,
+        bundlePem,
+        action,
+        owner: this.args.owner,
+        servingChainPem,
+        allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,
+        probeImage: this.args.probeImage,
+        probeTls: this.args.probeTls ?? true,
+      };
+      script = renderNodeScript(input);
+      this.cache.set(key, script);
+    }
+    return script;
+  }
+}
