@@ -2,6 +2,7 @@ import { UsageError } from "./args";
 import { CHECK_USAGE, check } from "./check";
 import { INSPECT_USAGE, inspect } from "./inspect";
 import { Io, processIo } from "./io";
+import { RENDER_USAGE, render } from "./render";
 
 const USAGE = `registry-trust: make private container registries trusted by Kubernetes nodes.
 
@@ -10,6 +11,8 @@ Usage:
       Offline: would a container runtime with this CA bundle trust this serving certificate for HOST?
   ${INSPECT_USAGE}
       Online: show the chain a registry serves and what is wrong with it.
+  ${RENDER_USAGE}
+      Print the POSIX sh script that installs (or removes) the bundle on a node, run as root.
 
 Exit codes: 0 trusted / no problem, 1 problems found (each listed with a code and a fix), 2 usage error.
 `;
@@ -22,6 +25,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await check(rest, io);
       case "inspect":
         return await inspect(rest, io);
+      case "render":
+        return await render(rest, io);
       case "help":
       case "--help":
       case "-h":
