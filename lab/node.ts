@@ -39,7 +39,9 @@ const COPIED = [
   "/etc/cni/net.d",
   "/usr/local/sbin",
 ];
-const EMPTY = ["/etc/ca-certificates/update.d", "/etc/containerd", "/var/lib/containers"];
+// /etc/pki (RHEL layout, with the update-ca-trust emulation) and /etc/rancher (k3s/RKE2) start empty;
+// scripts/install-lab-deps.sh creates them on the host as bare mount points.
+const EMPTY = ["/etc/ca-certificates/update.d", "/etc/containerd", "/var/lib/containers", "/etc/pki", "/etc/rancher"];
 const NODE_FILES = path.join(__dirname, "node-files");
 const REPO_ROOT = path.dirname(__dirname);
 
@@ -76,9 +78,23 @@ export async function prepareNode(s: NodeSetup): Promise<string> {
     ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback", `${s.host} ${s.name}`, ...s.hostsEntries, ""].join("\n"),
   );
   fs.writeFileSync(path.join(fsRoot, "etc/containerd/config.toml"), containerdConfig(s.dir));
+  // The RHEL layout as its ca-certificates package leaves it: sources, extracted output, the tls link.
+  for (const d of ["etc/pki/ca-trust/source/anchors", "etc/pki/ca-trust/extracted/pem", "etc/pki/tls/certs", "etc/pki/ca-trust/lab-system-source"]) {
+    fs.mkdirSync(path.join(fsRoot, d), { recursive: true });
+  }
+  fs.symlinkSync("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", path.join(fsRoot, "etc/pki/tls/certs/ca-bundle.crt"));
+  // Stands in for RHEL's /usr/share/pki/ca-trust-source: the public roots, as anchors.
+  fs.symlinkSync("/usr/share/ca-certificates/mozilla", path.join(fsRoot, "etc/pki/ca-trust/lab-system-source/anchors"));
+  // RHEL's p11-kit looks in these source paths; Debian's is told so by the update-ca-trust emulation.
+  fs.writeFileSync(
+    path.join(fsRoot, "etc/pki/ca-trust/lab-p11-kit-trust.module"),
+    "module: p11-kit-trust.so\npriority: 1\ntrust-policy: yes\ndisable-in: p11-kit-proxy\nx-init-reserved: paths=/etc/pki/ca-trust/source:/etc/pki/ca-trust/lab-system-source\n",
+  );
 
   const sbin = path.join(fsRoot, "usr/local/sbin");
   fs.copyFileSync(path.join(NODE_FILES, "systemctl"), path.join(sbin, "systemctl"));
+  fs.copyFileSync(path.join(NODE_FILES, "update-ca-trust"), path.join(sbin, "update-ca-trust"));
+  fs.chmodSync(path.join(sbin, "update-ca-trust"), 0o755);
   fs.writeFileSync(
     path.join(sbin, "crictl"),
     [

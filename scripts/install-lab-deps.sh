@@ -1,10 +1,11 @@
 #!/bin/sh
-# Installs the Debian packages the local lab (lab/) runs on. Idempotent: when every package is
-# already installed, apt is not touched at all (no update, no network).
+# Installs the Debian packages the local lab (lab/) runs on, and shellcheck, which the tests run on the
+# rendered node scripts. Idempotent: when every package is already installed, apt is not touched at all
+# (no update, no network).
 set -eu
 
 PACKAGES="openssh-server openssh-client docker-registry containerd skopeo curl openssl ca-certificates
-iproute2 util-linux mount podman p11-kit"
+iproute2 util-linux mount podman p11-kit shellcheck"
 
 missing=""
 for p in $PACKAGES; do
@@ -15,10 +16,11 @@ for p in $PACKAGES; do
   esac
 done
 
-# Mount points the lab bind-mounts per-node copies over. podman/skopeo would create this one on
-# first use; the lab itself never creates anything outside its own directory.
+# Mount points the lab bind-mounts per-node copies over (podman/skopeo would create /var/lib/containers
+# on first use); the lab itself never creates anything outside its own directory.
 ensure_mountpoints() {
-  mkdir -p /var/lib/containers
+  # Empty on a Debian host; nodes get private /etc/pki (RHEL layout) and /etc/rancher (k3s/RKE2) over them.
+  mkdir -p /var/lib/containers /etc/pki /etc/rancher
 }
 
 if [ -z "$missing" ]; then

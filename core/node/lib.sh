@@ -64,7 +64,15 @@ rt_rollback() {
       dir) rmdir "$path" 2>/dev/null || true ;;
     esac
   done
-  if [ "$RT_STORE_DIRTY" = 1 ]; then rt_store_update >/dev/null 2>&1 || rt_log "WARNING: could not rebuild the OS trust store after rollback"; fi
+  # The store's generated files are put back from their copy rather than regenerated: what the node had
+  # may not be what the store tool would produce today, and "as before" means byte for byte.
+  if [ "$RT_STORE_DIRTY" = 1 ]; then
+    for out in $RT_STORE_OUT; do
+      if ! { find "$out" -mindepth 1 -maxdepth 1 -exec rm -rf {} + && cp -a "$RT_WORK/store-out$out/." "$out/"; }; then
+        rt_log "WARNING: could not restore $out after rollback"
+      fi
+    done
+  fi
   for svc in $RT_RESTARTED; do rt_restart "$svc" || rt_log "WARNING: could not restart $svc after rollback"; done
 }
 
@@ -173,13 +181,14 @@ rt_detect_os() { # sets RT_OS from /etc/os-release unless the renderer fixed it
   rt_die "unsupported OS ($ids): set the node's os to one of debian, rhel, suse, alpine, flatcar, photon"
 }
 
-rt_store_layout() { # sets RT_STORE_DIR, RT_STORE_EXT and RT_STORE_BUNDLE for RT_OS
+# shellcheck disable=SC2034 # RT_STORE_BUNDLE is read by install bodies only
+rt_store_layout() { # sets RT_STORE_DIR/EXT (our anchors), RT_STORE_BUNDLE (the result), RT_STORE_OUT (what the tool rewrites)
   case "$RT_OS" in
-    debian | alpine) RT_STORE_DIR=/usr/local/share/ca-certificates RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/ssl/certs/ca-certificates.crt ;;
-    rhel) RT_STORE_DIR=/etc/pki/ca-trust/source/anchors RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt ;;
-    suse) RT_STORE_DIR=/etc/pki/trust/anchors RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/ssl/ca-bundle.pem ;;
-    flatcar) RT_STORE_DIR=/etc/ssl/certs RT_STORE_EXT=pem RT_STORE_BUNDLE=/etc/ssl/certs/ca-certificates.crt ;;
-    photon) RT_STORE_DIR=/etc/ssl/certs RT_STORE_EXT=pem RT_STORE_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt ;;
+    debian | alpine) RT_STORE_DIR=/usr/local/share/ca-certificates RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/ssl/certs/ca-certificates.crt RT_STORE_OUT=/etc/ssl/certs ;;
+    rhel) RT_STORE_DIR=/etc/pki/ca-trust/source/anchors RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt RT_STORE_OUT=/etc/pki/ca-trust/extracted ;;
+    suse) RT_STORE_DIR=/etc/pki/trust/anchors RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/ssl/ca-bundle.pem RT_STORE_OUT=/var/lib/ca-certificates ;;
+    flatcar) RT_STORE_DIR=/etc/ssl/certs RT_STORE_EXT=pem RT_STORE_BUNDLE=/etc/ssl/certs/ca-certificates.crt RT_STORE_OUT=/etc/ssl/certs ;;
+    photon) RT_STORE_DIR=/etc/ssl/certs RT_STORE_EXT=pem RT_STORE_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt RT_STORE_OUT='/etc/ssl/certs /etc/pki/tls/certs' ;;
     *) rt_die "no trust store layout for OS family $RT_OS" ;;
   esac
 }
@@ -190,6 +199,11 @@ rt_store_update() {
     rhel) update-ca-trust extract ;;
     photon) rehash_ca_certificates.sh ;;
   esac
+  # update-ca-certificates leaves the links to an anchor it no longer has: the name link and the hash
+  # link to it, both named after our file and both dangling now.
+  for out in $RT_STORE_OUT; do
+    find "$out" -maxdepth 1 -type l -lname "*registry-trust-$RT_OWNER-*" ! -exec test -e {} \; -exec rm -f {} +
+  done
 }
 
 rt_store_tool() {
@@ -210,6 +224,7 @@ rt_plan_store() { # rt_plan_store NAME B64 [NAME B64]...: one file per CA, stale
 
 rt_apply_store() { # rebuilds the OS store when this run changed it
   rt_changed_under "$RT_STORE_DIR/registry-trust-$RT_OWNER-" || return 0
+  for out in $RT_STORE_OUT; do mkdir -p "$RT_WORK/store-out$out" && cp -a "$out/." "$RT_WORK/store-out$out/"; done
   RT_STORE_DIRTY=1
   rt_store_update > "$RT_WORK/store.log" 2>&1 || { cat "$RT_WORK/store.log" >&2; rt_die "$(rt_store_tool) failed"; }
 }
@@ -291,7 +306,7 @@ rt_plan_containerd_config() { # rt_plan_containerd_config CERTS_DIR ALLOW_RESTAR
   [ "$2" = 1 ] || rt_die "$cfg does not set config_path, so containerd ignores $1; enabling it needs one containerd restart, which this stack does not allow (allowRuntimeRestart=false). Set it by hand in a maintenance window or allow the restart."
   rt_toml_add_config_path "$RT_WORK/config.toml.src" "$section" "$1" > "$RT_WORK/config.toml.new"
   # config.toml is the operator's file: merged (mode and owner kept), never claimed.
-  if [ -f "$cfg" ]; then op=merge; else op=write; fi
+  if [ -f "$cfg" ]; then op='merge'; else op='write'; fi
   echo "$op $cfg 0644 $(base64 < "$RT_WORK/config.toml.new" | tr -d '\n')" >> "$RT_WORK/plan"
   RT_CONTAINERD_RESTART=1
 }
@@ -366,17 +381,20 @@ rt_verify_offline() { # rt_verify_offline CAFILE HOST...: openssl verify of the 
   rt_add RT_VERIFIED "openssl-verify:$ca"
 }
 
-rt_probe_tls() { # rt_probe_tls ENDPOINT [CAFILE]: TLS handshake with https://ENDPOINT/v2/ through that trust
+rt_probe_tls() { # rt_probe_tls ENDPOINT CAFILE: TLS handshake with https://ENDPOINT/v2/ trusting only CAFILE
   url="https://$1/v2/"
   if command -v curl >/dev/null 2>&1; then
-    if [ -n "${2:-}" ]; then curl -sS -o /dev/null --max-time 15 --cacert "$2" "$url" 2> "$RT_WORK/probe.log"
-    else curl -sS -o /dev/null --max-time 15 "$url" 2> "$RT_WORK/probe.log"
-    fi || { cat "$RT_WORK/probe.log" >&2; rt_die "TLS probe of $url failed through ${2:-the OS trust store}"; }
+    curl -sS -o /dev/null --max-time 15 --cacert "$2" "$url" 2> "$RT_WORK/probe.log" ||
+      { cat "$RT_WORK/probe.log" >&2; rt_die "TLS probe of $url failed through $2"; }
+  elif command -v openssl >/dev/null 2>&1; then
+    host=${1%:*}; port=${1##*:}; [ "$host" != "$1" ] || port=443
+    openssl s_client -connect "$host:$port" -servername "$host" -CAfile "$2" -verify_return_error < /dev/null > "$RT_WORK/probe.log" 2>&1 ||
+      { cat "$RT_WORK/probe.log" >&2; rt_die "TLS probe of $host:$port failed through $2"; }
   else
-    rt_log "curl not found: TLS probe of $url skipped"
+    rt_log "neither curl nor openssl found: TLS probe of $url skipped"
     return 0
   fi
-  rt_add RT_VERIFIED "tls:$1${2:+@$2}"
+  rt_add RT_VERIFIED "tls:$1@$2"
 }
 
 rt_probe_pull() { # rt_probe_pull IMAGE: a pull through CRI, the kubelet's path

@@ -194,7 +194,7 @@ export function renderNodeScript(input: NodeScriptInput): string {
     }
     if (input.probeTls ?? true) {
       for (const key of keys) {
-        body.push(`rt_probe_tls ${q(key)}`);
+        body.push(`rt_probe_tls ${q(key)} "$RT_STORE_BUNDLE"`);
         for (const c of layouts.flatMap((l) => l.caFiles).filter((x) => x.endpoint === undefined || x.endpoint === key)) body.push(`rt_probe_tls ${q(key)} ${q(c.file)}`);
       }
     }

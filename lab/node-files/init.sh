@@ -23,6 +23,8 @@ bind "$F/etc/cni/net.d" /etc/cni/net.d
 bind "$F/var/lib/containers" /var/lib/containers
 bind "$F/etc/hosts" /etc/hosts
 bind "$F/usr/local/sbin" /usr/local/sbin
+bind "$F/etc/pki" /etc/pki
+bind "$F/etc/rancher" /etc/rancher
 # A directory rather than a tmpfs so the host can reach the containerd socket under $N/run.
 bind "$N/run" /run
 mkdir -p /run/sshd /run/containerd

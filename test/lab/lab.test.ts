@@ -25,6 +25,8 @@ const HOST_PATHS = [
   "/etc/hosts",
   "/usr/local/sbin",
   "/var/lib/containers",
+  "/etc/pki",
+  "/etc/rancher",
   "/var/lib/containerd",
   "/opt/containerd",
   "/run/containerd",
