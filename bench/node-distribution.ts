@@ -11,6 +11,7 @@
 import { startLab, REGISTRY_HOST, type Lab } from "../lab/lab";
 import { LabNode } from "../lab/node";
 import { parseNodeReport, renderNodeScript } from "../core/node/render";
+import { assembleBundle, bundleHash } from "../core/x509/bundle";
 
 interface NodeRun { seconds: number; changed: number; restarted: number; pidChanged: boolean }
 
@@ -47,17 +48,20 @@ async function bench(n: number): Promise<string[]> {
   const lab: Lab = await startLab({ nodes: n });
   const startSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   try {
+    const bundlePem = assembleBundle([lab.registry.caPem]).pem;
     const script = renderNodeScript({
       os: "auto",
       runtimes: ["containerd"],
       registries: [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }],
-      bundlePem: lab.registry.caPem,
+      bundlePem,
       action: "install",
     });
     const install = async (node: LabNode): Promise<NodeRun> => {
       const pid = node.containerdPid();
       const { seconds, stdout } = await timed(node, "sh -s", script);
       const report = parseNodeReport(stdout);
+      // A figure for a node that did not end up with this bundle would measure nothing.
+      if (report.bundleSha256 !== bundleHash(bundlePem)) throw new Error(`${node.name} reports bundle ${report.bundleSha256}, expected ${bundleHash(bundlePem)}`);
       return { seconds, changed: report.changed.length, restarted: report.restarted.length, pidChanged: node.containerdPid() !== pid };
     };
     const baseline = await round(lab.nodes, async (node) => ({ ...(await timed(node, "true")), changed: 0, restarted: 0, pidChanged: false }));

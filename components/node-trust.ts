@@ -17,7 +17,7 @@ export interface NodeTrustArgs {
   readonly registries: readonly RegistryEndpoint[];
   /** PEM trust bundle (RegistryPki.bundlePem). */
   readonly bundlePem: pulumi.Input<string>;
-  /** sha256 hex of bundlePem (RegistryPki.bundleHash); a change re-runs the install on every node. */
+  /** sha256 hex of the canonical bundlePem (RegistryPki.bundleHash); a change re-runs the install, and each node must report it back. */
   readonly bundleHash: pulumi.Input<string>;
   /** The chain the registry serves, leaf first, verified offline on each node (RegistryPki.servingChainPem). @default none */
   readonly servingChainPem?: pulumi.Input<string | undefined>;
@@ -53,6 +53,8 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * Installs the trust bundle on every node over SSH and verifies it there, one @pulumi/command
  * `remote.Command` per node. Nodes are independent resources (no dependency between them), so one
  * unreachable node fails only its own resource; `pulumi up --continue-on-error` lets the rest finish.
+ * Dropping a node from the config runs its remove script; a node that no longer exists cannot run it, so
+ * its resource has to leave the state by hand (`pulumi state delete URN`).
  */
 export class NodeTrust extends pulumi.ComponentResource {
   /** The Command resource of each node, by node name. */
@@ -98,12 +100,14 @@ export class NodeTrust extends pulumi.ComponentResource {
         addPreviousOutputInEnv: false,
       }, { parent: this });
       commands[node.name] = cmd;
-      nodeResults[node.name] = cmd.stdout.apply((stdout) => this.result(node, stdout));
+      nodeResults[node.name] = pulumi.all([cmd.stdout, rendered]).apply(([stdout, r]) => this.result(node, stdout, r.hash));
     }
 
     this.commands = commands;
     this.nodeResults = nodeResults;
     this.results = pulumi.all(Object.values(nodeResults));
+    // The per-node Outputs stay properties, not registered outputs: registering them would make one failed
+    // node also fail the component's own registration, a second error that names no node.
     this.registerOutputs({});
   }
 
@@ -125,12 +129,19 @@ export class NodeTrust extends pulumi.ComponentResource {
     };
   }
 
-  private result(node: NodeConfig, stdout: string): NodeTrustResult {
+  private result(node: NodeConfig, stdout: string, expectedHash: string): NodeTrustResult {
+    let report: NodeReport;
     try {
-      return { node: node.name, host: node.host, ...parseNodeReport(stdout) };
+      report = parseNodeReport(stdout);
     } catch (e) {
       throw new pulumi.ResourceError(`node ${node.name} (${node.host}): the script succeeded but its report is unreadable: ${(e as Error).message}`, this);
     }
+    // Both sides hash the canonical PEM, so a difference means the node holds another bundle than the one
+    // RegistryPki verified against the serving chain: nothing downstream may assume this node is ready.
+    if (report.action === "install" && report.bundleSha256 !== expectedHash) {
+      throw new pulumi.ResourceError(`node ${node.name} (${node.host}) reports bundle sha256 ${report.bundleSha256}, expected ${expectedHash}`, this);
+    }
+    return { node: node.name, host: node.host, ...report };
   }
 
   /** Every mistake in the node list at once, before any resource is registered. */

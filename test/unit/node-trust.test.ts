@@ -12,6 +12,8 @@ type MockArgs = pulumi.runtime.MockResourceArgs;
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const COMMAND = "command:remote:Command";
 const UNREACHABLE = "127.0.0.99";
+/** A node whose report names another bundle than the one sent. */
+const WRONG_BUNDLE = "127.0.0.66";
 
 /**
  * The engine and the command provider are mocked: a Command "runs" by answering with a report line as a
@@ -25,9 +27,10 @@ class CommandMocks implements pulumi.runtime.Mocks {
     if (args.type !== COMMAND) return { id: `${args.name}-id`, state: args.inputs };
     const connection = args.inputs.connection[SECRET_SIG] ? args.inputs.connection.value : args.inputs.connection;
     if (connection.host === UNREACHABLE) throw new Error(`after 3 failed attempts: dial tcp ${UNREACHABLE}:22: connect: connection refused`);
+    const sent = /sha256:([0-9a-f]{64})/.exec(args.inputs.create)![1];
     const report: NodeReport = {
       action: "install", os: "debian", changed: [`/etc/containerd/certs.d/registry.test:5000/ca.crt`], restarted: [],
-      verified: ["openssl-verify:/etc/containerd/certs.d/registry.test:5000/ca.crt"], bundleSha256: /sha256:([0-9a-f]{64})/.exec(args.inputs.create)![1],
+      verified: ["openssl-verify:/etc/containerd/certs.d/registry.test:5000/ca.crt"], bundleSha256: connection.host === WRONG_BUNDLE ? "f".repeat(64) : sent,
     };
     return { id: `${args.name}-id`, state: { ...args.inputs, stdout: `installing\n${NODE_REPORT_PREFIX}${JSON.stringify(report)}`, stderr: "" } };
   }
@@ -83,7 +86,8 @@ function runIsolated(args: NodeTrustArgs): { registered: string[]; results: Reco
         registered.push(a.name);
         const c = a.inputs.connection["${SECRET_SIG}"] ? a.inputs.connection.value : a.inputs.connection;
         if (c.host === ${JSON.stringify(UNREACHABLE)}) throw new Error("after 3 failed attempts: dial tcp " + c.host + ":22: connect: connection refused");
-        const report = { action: "install", os: "debian", changed: [], restarted: [], verified: [], bundleSha256: "" };
+        const sent = /sha256:([0-9a-f]{64})/.exec(a.inputs.create)![1];
+        const report = { action: "install", os: "debian", changed: [], restarted: [], verified: [], bundleSha256: c.host === ${JSON.stringify(WRONG_BUNDLE)} ? "f".repeat(64) : sent };
         return { id: a.name, state: { ...a.inputs, stdout: ${JSON.stringify(NODE_REPORT_PREFIX)} + JSON.stringify(report) } };
       },
       call: () => ({}),
@@ -199,6 +203,15 @@ describe("NodeTrust", () => {
     expect(after.inputs.stdin).not.toBe(before.inputs.stdin);
     expect(after.inputs.create).not.toBe(before.inputs.create);
     expect(after.inputs.create).toContain(sha256(bundle2));
+  });
+});
+
+describe("NodeTrust checks what each node reports", () => {
+  test("a node that reports another bundle than the one sent fails its result, naming both hashes", () => {
+    const outcome = runIsolated({ ...baseArgs, nodes: [node("good", "127.0.0.31"), node("odd", WRONG_BUNDLE)] });
+    expect(outcome.results).toEqual({ good: expect.objectContaining({ node: "good", bundleSha256: sha256(bundlePem) }) });
+    expect(outcome.errors.join("\n")).toContain(`node odd (${WRONG_BUNDLE}) reports bundle sha256 ${"f".repeat(64)}, expected ${sha256(bundlePem)}`);
+    expect(outcome.errors.join("\n")).not.toMatch(/node good/);
   });
 });
 
