@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { OsFamily, RegistryEndpoint } from "../config/model";
 import { CONTAINERD_CERTS_DIR, containerdCaPath, containerdHostsFiles } from "../node/containerd-hosts";
-import { bundleHash } from "../x509/bundle";
 import { KcpObject, KcpVersion } from "./api";
 import { kcpError } from "./errors";
 
@@ -98,6 +97,14 @@ export function secretLabels(kcpName: string): Record<string, string> {
   return { [MANAGED_BY_LABEL]: MANAGED_BY, [KCP_LABEL]: value };
 }
 
+/**
+ * The same value as core/x509 bundleHash (sha256 of the PEM), computed here because this module is
+ * serialized into the dynamic provider, which must not reach the x509 parser.
+ */
+export function pemHash(pem: string): string {
+  return createHash("sha256").update(pem).digest("hex");
+}
+
 /** Content-addressed, so a new bundle changes the KCP spec (and rolls out) and an old one is never rewritten. */
 export function secretName(kcpName: string, hash: string): string {
   const suffix = `-registry-trust-ca-${hash.slice(0, 12)}`;
@@ -107,7 +114,7 @@ export function secretName(kcpName: string, hash: string): string {
 /** Our files (CA bundle per endpoint and containerd hosts.toml per certs.d directory) and commands. */
 export function desiredEntries(kcpName: string, spec: TrustSpec): Desired {
   if (spec.endpoints.length === 0) throw new Error("at least one registry endpoint is needed");
-  const hash = bundleHash(spec.bundlePem);
+  const hash = pemHash(spec.bundlePem);
   const limit = Math.min(spec.inlineMaxChars ?? KCP_CONTENT_LIMIT, KCP_CONTENT_LIMIT);
   const secret = spec.bundlePem.length > limit ? { name: secretName(kcpName, hash), key: SECRET_KEY, data: spec.bundlePem } : undefined;
   const caFiles: FileEntry[] = spec.endpoints.map((e) => ({

@@ -1,5 +1,3 @@
-import { formatProblem } from "../x509/problems";
-import { inspectBundle } from "../x509/bundle";
 import { KCP_VERSIONS, KcpApi, KcpObject, KcpVersion, ObjectRef } from "./api";
 import { apiMessage, httpStatus, kcpError, refuseForbidden } from "./errors";
 import { acquireLease, HeldLease, LeaseOptions } from "./lease";
@@ -72,14 +70,12 @@ export interface SequencerResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Writes the bundle (and hosts.toml per endpoint) into the KCP and waits for the control plane to roll out. */
-export async function applyControlPlaneTrust(api: KcpApi, target: Target, trust: TrustSpec, opts: SequencerOptions): Promise<SequencerResult> {
-  const report = inspectBundle(trust.bundlePem, "trust bundle");
-  const errors = report.problems.filter((p) => p.severity === "error");
-  if (errors.length > 0) {
-    throw kcpError("INVALID_BUNDLE", `the trust bundle for KubeadmControlPlane ${target.namespace}/${target.name} is refused, nothing was changed:\n` +
-      errors.map((p) => `  ${formatProblem(p)}`).join("\n"));
-  }
+/**
+ * Writes the bundle (and hosts.toml per endpoint) into the KCP and waits for the rollout. The bundle must
+ * have been validated (refuseInvalidBundle, core/kcp/apply.ts): this module stays free of the x509 parser,
+ * whose ASN.1 schema classes do not survive Pulumi's closure serialization of the dynamic provider.
+ */
+export function writeControlPlaneTrust(api: KcpApi, target: Target, trust: TrustSpec, opts: SequencerOptions): Promise<SequencerResult> {
   return sequence(api, target, desiredEntries(target.name, trust), opts);
 }
 

@@ -8,7 +8,8 @@ import { clientNodeKcpApi, KcpApi, KcpObject, KcpVersion } from "../../core/kcp/
 import { isKcpError, KcpErrorCode } from "../../core/kcp/errors";
 import { leaseRef, microTime } from "../../core/kcp/lease";
 import { desiredEntries, FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
-import { applyControlPlaneTrust, removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
+import { applyControlPlaneTrust } from "../../core/kcp/apply";
+import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
 import { caBundles, createKcp, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";

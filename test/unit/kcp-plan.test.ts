@@ -2,8 +2,9 @@
 // real apiserver is tested in test/k8s/kcp-sequencer.test.ts.
 import { KcpObject } from "../../core/kcp/api";
 import { isKcpError } from "../../core/kcp/errors";
+import { bundleHash } from "../../core/x509/bundle";
 import {
-  canonicalJson, desiredEntries, FileEntry, KCP_CONTENT_LIMIT, NOTHING, OWNERSHIP_ANNOTATION, planMerge, readOwnership,
+  canonicalJson, desiredEntries, pemHash, FileEntry, KCP_CONTENT_LIMIT, NOTHING, OWNERSHIP_ANNOTATION, planMerge, readOwnership,
   secretName, trustStoreCommand, verifyEntries,
 } from "../../core/kcp/plan";
 
@@ -32,6 +33,8 @@ test("our files: the bundle per endpoint and hosts.toml per certs.d directory, m
   expect(d.files[1].content).toContain('ca = "/etc/containerd/certs.d/registry.test:5000/ca.crt"');
   expect(d.secret).toBeUndefined();
   expect(d.ownership.paths).toEqual(d.files.map((f) => f.path));
+  expect(d.ownership.bundleHash).toBe(bundleHash(PEM));
+  expect(pemHash(PEM)).toBe(bundleHash(PEM));
 });
 
 test("a bundle above the threshold, and always above CAPI's 10,240 characters, goes to a content-addressed Secret", () => {

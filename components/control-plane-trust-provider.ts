@@ -1,0 +1,100 @@
+import * as pulumi from "@pulumi/pulumi";
+import type * as K8s from "@kubernetes/client-node";
+import { OsFamily } from "../core/config/model";
+import { clientNodeKcpApi, KcpVersion, loadKubeConfig } from "../core/kcp/api";
+import { canonicalJson } from "../core/kcp/plan";
+import { removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
+
+/*
+ * The dynamic provider running the KCP sequencer. Pulumi serializes this object into the state and runs
+ * that copy later (delete runs the copy of the last successful update), so:
+ *  - @kubernetes/client-node is require()d inside the methods: the closure must not capture the module
+ *    (docs/kubernetes-client.md);
+ *  - the core/kcp functions are captured by value (they import no client-node at module level); the
+ *    bundle is validated by the ControlPlaneTrust component in the program, not here (see
+ *    writeControlPlaneTrust);
+ *  - everything a later delete needs is in the outputs, the kubeconfig as a secret output.
+ */
+
+export interface ControlPlaneTrustInputs {
+  /** Kubeconfig content, or a path to one (read when the provider runs). */
+  readonly kubeconfig: string;
+  readonly context?: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly apiVersion?: KcpVersion;
+  readonly endpoints: { host: string; port: number; mirrorOf: string[] }[];
+  readonly bundlePem: string;
+  readonly bundleHash: string;
+  /** Lease holder prefix: the stack; each provider call adds a run id. */
+  readonly holder: string;
+  readonly adopt?: boolean;
+  readonly inlineMaxChars?: number;
+  readonly osTrustStore?: OsFamily;
+  readonly rolloutAfter?: string;
+  readonly waitForRollout?: boolean;
+  readonly rolloutTimeoutSeconds?: number;
+  readonly leaseWaitTimeoutSeconds?: number;
+  readonly conflictDeadlineSeconds?: number;
+}
+
+export interface ControlPlaneTrustOutputs extends ControlPlaneTrustInputs {
+  /** KCP metadata.generation that carried our entries and was rolled out. */
+  readonly generation: number;
+  /** API version the KCP was written in. */
+  readonly servedVersion: string;
+  readonly ownedPaths: string[];
+  /** The Secret holding the bundle when it is not inline. */
+  readonly secretName?: string;
+}
+
+/** Inputs whose change needs a write to the KCP; the kubeconfig is not one (credentials rotate). */
+const WRITE_INPUTS = ["endpoints", "bundleHash", "adopt", "inlineMaxChars", "osTrustStore", "rolloutAfter", "apiVersion"] as const;
+/** Inputs naming the target: a change means removing from the old KCP and writing to the new one. */
+const TARGET_INPUTS = ["namespace", "name", "context"] as const;
+
+async function run(action: "apply" | "remove", inputs: ControlPlaneTrustInputs): Promise<SequencerResult> {
+  const k8s = require("@kubernetes/client-node") as typeof K8s;
+  const { randomUUID } = require("node:crypto") as typeof import("node:crypto");
+  const api = clientNodeKcpApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
+  const target = { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion };
+  const seconds = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
+  const options: SequencerOptions = {
+    holder: `${inputs.holder}/${randomUUID()}`,
+    adopt: inputs.adopt,
+    rolloutAfter: inputs.rolloutAfter,
+    lease: { waitTimeoutMs: seconds(inputs.leaseWaitTimeoutSeconds) },
+    conflict: { deadlineMs: seconds(inputs.conflictDeadlineSeconds) },
+    rollout: { wait: inputs.waitForRollout, timeoutMs: seconds(inputs.rolloutTimeoutSeconds) },
+  };
+  if (action === "remove") return removeControlPlaneTrust(api, target, options);
+  const trust = { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, inlineMaxChars: inputs.inlineMaxChars, osTrustStore: inputs.osTrustStore };
+  return writeControlPlaneTrust(api, target, trust, options);
+}
+
+async function applied(inputs: ControlPlaneTrustInputs): Promise<ControlPlaneTrustOutputs> {
+  const r = await run("apply", inputs);
+  return { ...inputs, generation: r.generation, servedVersion: r.version, ownedPaths: r.ownership.paths, ...(r.ownership.secret ? { secretName: r.ownership.secret } : {}) };
+}
+
+export const controlPlaneTrustProvider: pulumi.dynamic.ResourceProvider<ControlPlaneTrustInputs, ControlPlaneTrustOutputs> = {
+  async diff(_id, olds, news) {
+    const differs = (keys: readonly (keyof ControlPlaneTrustInputs)[]) =>
+      keys.filter((k) => canonicalJson(olds[k] ?? null) !== canonicalJson(news[k] ?? null));
+    const replaces = differs(TARGET_INPUTS);
+    const changed = differs(WRITE_INPUTS);
+    // Delete first: the old and new target may be the same KCP under another context name, and a delete
+    // after the create would remove what the create just wrote.
+    return { changes: replaces.length + changed.length > 0, replaces, deleteBeforeReplace: true };
+  },
+  async create(inputs) {
+    const outs = await applied(inputs);
+    return { id: `${inputs.namespace}/${inputs.name}`, outs };
+  },
+  async update(_id, _olds, news) {
+    return { outs: await applied(news) };
+  },
+  async delete(_id, props) {
+    await run("remove", props);
+  },
+};
