@@ -1,7 +1,6 @@
 /*
  * Benchmark (prints figures, asserts nothing): distribute the trust bundle to N lab nodes at once over real
- * ssh, running the rendered install script on each node as NodeTrust's Command would (`sh -s`, script on
- * stdin). Per N: a baseline (`ssh node true` on every node at once), the first install, and a rerun (which
+ * ssh, running on each node exactly what NodeTrust's Command runs (its create line, the script on stdin). Per N: a baseline (`ssh node true` on every node at once), the first install, and a rerun (which
  * must change nothing). Figures: per-node p50/max seconds, wall time, files changed, restarts (from each
  * node's report line, cross-checked with containerd's PID). Goal: 0 restarts with containerd hosts.toml,
  * ≤ 1.5 s per node. Needs root and the lab's packages (npm run lab:deps).
@@ -10,6 +9,7 @@
  */
 import { startLab, REGISTRY_HOST, type Lab } from "../lab/lab";
 import { LabNode } from "../lab/node";
+import { nodeCommandLines } from "../components/node-trust";
 import { parseNodeReport, renderNodeScript } from "../core/node/render";
 import { assembleBundle, bundleHash } from "../core/x509/bundle";
 
@@ -49,16 +49,12 @@ async function bench(n: number): Promise<string[]> {
   const startSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   try {
     const bundlePem = assembleBundle([lab.registry.caPem]).pem;
-    const script = renderNodeScript({
-      os: "auto",
-      runtimes: ["containerd"],
-      registries: [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }],
-      bundlePem,
-      action: "install",
-    });
+    const input = { os: "auto", runtimes: ["containerd"], registries: [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }], bundlePem } as const;
+    const script = renderNodeScript({ ...input, action: "install" });
+    const create = nodeCommandLines("root", bundleHash(bundlePem), renderNodeScript({ ...input, action: "remove" })).create;
     const install = async (node: LabNode): Promise<NodeRun> => {
       const pid = node.containerdPid();
-      const { seconds, stdout } = await timed(node, "sh -s", script);
+      const { seconds, stdout } = await timed(node, create, script);
       const report = parseNodeReport(stdout);
       // A figure for a node that did not end up with this bundle would measure nothing.
       if (report.bundleSha256 !== bundleHash(bundlePem)) throw new Error(`${node.name} reports bundle ${report.bundleSha256}, expected ${bundleHash(bundlePem)}`);

@@ -82,16 +82,12 @@ export class NodeTrust extends pulumi.ComponentResource {
           throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
         }
       });
-      const shell = node.user === "root" ? "sh -s" : "sudo -n sh -s";
+      const lines = rendered.apply((r) => nodeCommandLines(node.user, r.hash, r.remove));
       const cmd = new command.remote.Command(`${name}-${node.name}`, {
         connection: this.connection(node, args, privateKey),
-        // The script travels on stdin, never on the command line. The hash (validated hex) is on the command
-        // line only so a preview diff shows which bundle the node moves to.
-        create: rendered.apply((r) => `${shell} # registry-trust bundle sha256:${r.hash}`),
+        create: lines.create,
         stdin: rendered.apply((r) => r.install),
-        // `delete` runs later with the *stored* inputs, and stdin then still holds the install script, so the
-        // remove script rides inside the delete command itself, base64 (only [A-Za-z0-9+/=], safe in quotes).
-        delete: rendered.apply((r) => `printf '%s' '${Buffer.from(r.remove).toString("base64")}' | base64 -d | ${shell}`),
+        delete: lines.delete,
         // No `update` and no `triggers`. In @pulumi/command 1.2.x `triggers` is replaceOnChanges: a new bundle
         // would create a new Command (install) and then run the old one's delete, the remove script, wiping
         // the trust it had just installed. A change of create/stdin/delete text is an in-place update, which
@@ -173,6 +169,21 @@ export class NodeTrust extends pulumi.ComponentResource {
     }
     if (problems.length > 0) throw new pulumi.ResourceError(`NodeTrust ${name}: refusing the node configuration, nothing was touched:\n  ${problems.join("\n  ")}`, this);
   }
+}
+
+/**
+ * The command lines a node's Command runs; they carry no host, bundle or other configured text except the
+ * validated hex hash and base64. The install script travels on stdin. The hash is on the create line only
+ * so a preview diff shows which bundle the node moves to. `delete` runs later with the *stored* inputs,
+ * when stdin still holds the install script, so the remove script rides inside the delete line itself.
+ */
+export function nodeCommandLines(user: string, bundleHash: string, removeScript: string): { create: string; delete: string } {
+  if (!SHA256_HEX.test(bundleHash)) throw new Error(`bundleHash must be 64 lowercase hex digits (sha256), got "${bundleHash}"`);
+  const shell = user === "root" ? "sh -s" : "sudo -n sh -s";
+  return {
+    create: `${shell} # registry-trust bundle sha256:${bundleHash}`,
+    delete: `printf '%s' '${Buffer.from(removeScript).toString("base64")}' | base64 -d | ${shell}`,
+  };
 }
 
 /**
