@@ -68,6 +68,10 @@ export class NodeTrust extends pulumi.ComponentResource {
     super("registry-trust:index:NodeTrust", name, {}, opts);
     this.refuseBadArgs(name, args);
 
+    const unpinned = args.nodes.filter((n) => !n.hostKey).map((n) => n.name);
+    if (unpinned.length > 0) {
+      pulumi.log.warn(`SSH host keys not pinned for ${unpinned.join(", ")}: whoever answers at those addresses receives the bundle push and a root shell. Pin them (nodes[].hostKey) or set requireHostKeys.`, this);
+    }
     const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
     const scripts = new ScriptCache(args);
     const commands: Record<string, command.remote.Command> = {};
