@@ -24,7 +24,8 @@ async function child(nodeCount: number): Promise<Figures> {
     override newResource(args: pulumi.runtime.MockResourceArgs) {
       if (args.type !== "command:remote:Command") return super.newResource(args);
       this.resources.push(args);
-      const report = { action: "install", os: "debian", changed: [], restarted: [], verified: ["tls-probe"], bundleSha256: "0".repeat(64) };
+      const sent = /sha256:([0-9a-f]{64})/.exec(String(args.inputs.create))?.[1] ?? "";
+      const report = { action: "install", os: "debian", changed: [], restarted: [], verified: ["tls-probe"], bundleSha256: sent };
       return { id: `${args.name}-id`, state: { ...args.inputs, stdout: `${NODE_REPORT_PREFIX}${JSON.stringify(report)}`, stderr: "" } };
     }
   }
@@ -78,7 +79,7 @@ function main(): void {
     const run = spawnSync(process.execPath, [tsx, __filename, "--child", String(n)], { cwd: REPO, encoding: "utf8" });
     const line = run.stdout.trim().split("\n").pop() ?? "";
     if (run.status !== 0 || !line.startsWith("{")) {
-      process.stderr.write(`run with ${n} nodes failed (exit ${run.status}):\n${run.stderr}${run.stdout}`);
+      process.stderr.write(`run with ${n} nodes failed (exit ${run.status}):\n${run.stderr.slice(0, 2000)}\n`);
       process.exitCode = 1;
       return;
     }
