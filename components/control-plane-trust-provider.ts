@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as K8s from "@kubernetes/client-node";
 import { OsFamily } from "../core/config/model";
 import { clientNodeKcpApi, KcpVersion, loadKubeConfig } from "../core/kcp/api";
+import { isKcpError } from "../core/kcp/errors";
 import { canonicalJson } from "../core/kcp/plan";
 import { removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
 
@@ -95,6 +96,11 @@ export const controlPlaneTrustProvider: pulumi.dynamic.ResourceProvider<ControlP
     return { outs: await applied(news) };
   },
   async delete(_id, props) {
-    await run("remove", props);
+    try {
+      await run("remove", props);
+    } catch (e) {
+      // A KCP that is gone carries nothing of ours: `pulumi destroy` after the cluster went must not be stuck.
+      if (!isKcpError(e, "KCP_NOT_FOUND")) throw e;
+    }
   },
 };

@@ -120,6 +120,7 @@ test("create, diff, update and delete through the serialized provider on the rea
   expect(sim.errors).toEqual([]);
 });
 
-test("a provider failure is a clear error: KCP not found", async () => {
+test("a missing KCP: create fails clearly, delete has nothing to remove", async () => {
   await expect(call("create", inputs(bundleA, { name: "missing" }))).rejects.toThrow(/KubeadmControlPlane default\/missing not found/);
+  expect(await call("delete", "default/missing", inputs(bundleA, { name: "missing" }))).toBeNull();
 });

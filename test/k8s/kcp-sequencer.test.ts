@@ -315,6 +315,26 @@ describe("v1beta1 (CRDs stored as v1beta1)", () => {
   useApiServer("v1beta1");
 
   test("a rotation survives real 409s, keeps other files byte for byte, is read back and waits for the v1beta1 rollout; remove keeps others", rotateUnderLoad("v1beta1"));
+
+  test("a bundle over 10,240 characters goes to a Secret whatever inlineMaxChars says: CAPI v1.14 enforces the limit in v1beta1 too", async () => {
+    const name = "big-v1beta1";
+    const target = { namespace: NAMESPACE, name, apiVersion: "v1beta1" as const };
+    await createKcp(env, "v1beta1", name);
+    const big = caBundles(pki, 20).join("");
+    expect(big.length).toBeGreaterThan(10_240);
+    // Inline, the apiserver refuses it.
+    const kcp = await api.getKcp(target, "v1beta1");
+    kcp.spec!.kubeadmConfigSpec!.files = [...files(kcp), { path: "/big.crt", content: big }];
+    await expect(api.replaceKcp(target, "v1beta1", kcp)).rejects.toMatchObject({ code: 422 });
+
+    sim(name, "v1beta1");
+    const r = await applyControlPlaneTrust(api, target, { endpoints, bundlePem: big, inlineMaxChars: 1_000_000 }, options("big/1"));
+    expect(r.ownership.secret).toBeDefined();
+    const ca = files(await api.getKcp(target, "v1beta1")).find((f) => f.path.endsWith("/ca.crt"))!;
+    expect(ca.contentFrom).toEqual({ secret: { name: r.ownership.secret, key: "ca.crt" } });
+    const secret = await env.kubeConfig.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ namespace: NAMESPACE, name: r.ownership.secret! });
+    expect(Buffer.from(secret.data!["ca.crt"], "base64").toString()).toBe(big);
+  });
 });
 
 /** A kubeconfig for `user`, with a client certificate from the test apiserver's CA. */
