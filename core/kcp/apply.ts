@@ -8,7 +8,8 @@ import { SequencerOptions, SequencerResult, Target, writeControlPlaneTrust } fro
 /*
  * The sequencer's entry point for engine-free callers: the bundle is validated with core/x509 before
  * anything is touched. Kept apart from sequencer.ts so that the dynamic provider, which validates in the
- * program instead, never captures the x509 parser.
+ * program instead, never captures the x509 parser (it breaks Pulumi's closure serialization, see
+ * writeControlPlaneTrust).
  */
 
 /** Refuses a bundle that fails validation (core/x509 errors), before anything is touched. */

@@ -72,8 +72,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Writes the bundle (and hosts.toml per endpoint) into the KCP and waits for the rollout. The bundle must
- * have been validated (refuseInvalidBundle, core/kcp/apply.ts): this module stays free of the x509 parser,
- * whose ASN.1 schema classes do not survive Pulumi's closure serialization of the dynamic provider.
+ * have been validated (refuseInvalidBundle, core/kcp/apply.ts). This module stays free of the x509 parser
+ * because the dynamic provider serializes it: Pulumi's closure serializer reaches pvtsutils' Convert class
+ * through the parser and calls its static toString() (meant for buffers) as if it were Function#toString.
  */
 export function writeControlPlaneTrust(api: KcpApi, target: Target, trust: TrustSpec, opts: SequencerOptions): Promise<SequencerResult> {
   return sequence(api, target, desiredEntries(target.name, trust), opts);
