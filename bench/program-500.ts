@@ -8,7 +8,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { NODE_REPORT_PREFIX } from "../core/node/types";
 import { TlsMocks } from "../test/support/tls-mocks";
 
 const REPO = join(__dirname, "..");
@@ -19,17 +18,8 @@ interface Figures { nodes: number; commands: number; evalSeconds: number; peakRs
 async function child(nodeCount: number): Promise<Figures> {
   const started = process.hrtime.bigint();
 
-  // The command provider is mocked: each node "prints" the report line a successful install prints.
-  class ProgramMocks extends TlsMocks {
-    override newResource(args: pulumi.runtime.MockResourceArgs) {
-      if (args.type !== "command:remote:Command") return super.newResource(args);
-      this.resources.push(args);
-      const sent = /sha256:([0-9a-f]{64})/.exec(String(args.inputs.create))?.[1] ?? "";
-      const report = { action: "install", os: "debian", changed: [], restarted: [], verified: ["tls-probe"], bundleSha256: sent };
-      return { id: `${args.name}-id`, state: { ...args.inputs, stdout: `${NODE_REPORT_PREFIX}${JSON.stringify(report)}`, stderr: "" } };
-    }
-  }
-  const mocks = new ProgramMocks();
+  // TlsMocks answers each node's Command with the report line a successful install prints.
+  const mocks = new TlsMocks();
   pulumi.runtime.setMocks(mocks, "registry-trust", "bench", false);
   // Loaded after setMocks so that the SDK is in mock mode when the components load.
   const { RegistryPki } = await import("../components/registry-pki");

@@ -1,13 +1,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { Issued, KeyKind, TestPki, genKey } from "./pki";
 
 type MockArgs = pulumi.runtime.MockResourceArgs;
 
 /**
  * Pulumi mocks whose @pulumi/tls resources return real keys and certificates (made with openssl), so the
- * component's bundle assembly and verification run on genuine X.509 data while the engine is mocked.
+ * component's bundle assembly and verification run on genuine X.509 data while the engine is mocked. A
+ * `remote.Command` answers as a node whose install succeeded: its report names the bundle it was sent.
  */
 export class TlsMocks implements pulumi.runtime.Mocks {
   readonly pki = new TestPki();
@@ -40,6 +42,11 @@ export class TlsMocks implements pulumi.runtime.Mocks {
         const san = [...(csr.dnsNames ?? []).map((d: string) => `DNS:${d}`), ...(csr.ipAddresses ?? []).map((a: string) => `IP:${a}`)];
         const leaf = this.pki.issue({ cn: csr.subject.commonName, issuer, keyPem: csr.privateKeyPem, ca: false, san, notAfter: new Date(Date.now() + i.validityPeriodHours * 3_600_000) });
         return { id, state: { ...i, certPem: leaf.certPem } };
+      }
+      case "command:remote:Command": {
+        const sent = /sha256:([0-9a-f]{64})/.exec(String(i.create))?.[1] ?? "";
+        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: ["mock"], bundleSha256: sent };
+        return { id, state: { ...i, stdout: `${NODE_REPORT_PREFIX}${JSON.stringify(report)}\n`, stderr: "" } };
       }
       default:
         return { id, state: i };

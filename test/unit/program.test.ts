@@ -18,19 +18,39 @@ describe("index.ts under mocks", () => {
     expect(error).toContain("registry-trust:caGeneration = \"-1\": must be an integer from 1 to 10000.");
   });
 
-  test("the dev stack registers its PKI and exports the bundle", () => {
-    const outcome = runProgram("index.ts", engineConfig(stackValues("dev")));
+  // The committed stacks reach nodes through the SSH agent; under mocks only its presence matters.
+  const agent = { SSH_AUTH_SOCK: "/run/user/0/ssh-agent.sock" };
+
+  test("the dev stack: its PKI, one SSH command per node, the bundle exported", () => {
+    const outcome = runProgram("index.ts", engineConfig(stackValues("dev")), [], agent);
     expect(outcome.errors).toEqual([]);
-    expect(outcome.resources.map((r) => r.name).sort()).toEqual([
-      "registry", "registry-ca-g1", "registry-ca-g1-key", "registry-serving", "registry-serving-csr", "registry-serving-key",
+    expect(outcome.resources.map((r) => `${r.type} ${r.name}`).sort()).toEqual([
+      "command:remote:Command nodes-dev-cp-0",
+      "command:remote:Command nodes-dev-worker-0",
+      "registry-trust:index:NodeTrust nodes",
+      "registry-trust:index:RegistryPki registry",
+      "tls:index/certRequest:CertRequest registry-serving-csr",
+      "tls:index/locallySignedCert:LocallySignedCert registry-serving",
+      "tls:index/privateKey:PrivateKey registry-ca-g1-key",
+      "tls:index/privateKey:PrivateKey registry-serving-key",
+      "tls:index/selfSignedCert:SelfSignedCert registry-ca-g1",
     ]);
-    expect(outcome.outputs).toEqual(expect.arrayContaining(["bundlePem", "bundleHash", "caCertificates", "servingCertificate"]));
+    expect(outcome.outputs).toEqual(expect.arrayContaining(["bundlePem", "bundleHash", "caCertificates", "servingCertificate", "nodes", "controlPlaneTrust"]));
     expect(outcome.outputs).not.toContain("servingKeyPem");
   });
 
-  test("the prod stack (imported bundle, external certificate) creates no key material", () => {
-    const outcome = runProgram("index.ts", engineConfig(stackValues("prod")));
+  test("the prod stack: no key material, its nodes and its control plane", () => {
+    const outcome = runProgram("index.ts", engineConfig(stackValues("prod")), [], agent);
     expect(outcome.errors).toEqual([]);
-    expect(outcome.resources.map((r) => r.type)).toEqual(["registry-trust:index:RegistryPki"]);
+    expect(outcome.resources.filter((r) => r.type.startsWith("tls:"))).toEqual([]);
+    expect(outcome.resources.map((r) => r.name)).toEqual(expect.arrayContaining([
+      "nodes-prod-cp-0", "nodes-prod-cp-1", "nodes-prod-worker-0", "prod-mgmt-clusters-prod-workload-control-plane",
+    ]));
+  });
+
+  test("without SSH credentials the node configuration is refused, naming how to fix it", () => {
+    const outcome = runProgram("index.ts", engineConfig(stackValues("dev")), [], { SSH_AUTH_SOCK: "" });
+    expect(outcome.errors.join("\n")).toContain("no SSH credentials: set sshPrivateKey");
+    expect(outcome.resources.filter((r) => r.type === "command:remote:Command")).toEqual([]);
   });
 });
