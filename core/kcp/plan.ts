@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { OsFamily, RegistryEndpoint } from "../config/model";
 import { CONTAINERD_CERTS_DIR, containerdCaPath, containerdHostsFiles } from "../node/containerd-hosts";
+import { OS_STORES, OsStore, storeFamily } from "../node/os-stores";
 import { KcpObject, KcpVersion } from "./api";
 import { kcpError } from "./errors";
 
@@ -65,30 +66,18 @@ export interface Desired {
 /** Nothing of ours: what `remove` plans towards. */
 export const NOTHING: Desired = { files: [], commands: [], ownership: { paths: [], commands: [], bundleHash: "" } };
 
-const TRUST_STORES: Record<Exclude<OsFamily, "auto">, { dir: string; file: string; update: string }> = {
-  debian: { dir: "/usr/local/share/ca-certificates", file: "registry-trust.crt", update: "update-ca-certificates" },
-  ubuntu: { dir: "/usr/local/share/ca-certificates", file: "registry-trust.crt", update: "update-ca-certificates" },
-  alpine: { dir: "/usr/local/share/ca-certificates", file: "registry-trust.crt", update: "update-ca-certificates" },
-  rhel: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
-  fedora: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
-  rocky: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
-  amazon: { dir: "/etc/pki/ca-trust/source/anchors", file: "registry-trust.crt", update: "update-ca-trust extract" },
-  suse: { dir: "/etc/pki/trust/anchors", file: "registry-trust.crt", update: "update-ca-certificates" },
-  flatcar: { dir: "/etc/ssl/certs", file: "registry-trust.pem", update: "update-ca-certificates" },
-  photon: { dir: "/etc/ssl/certs", file: "registry-trust.pem", update: "rehash_ca_certificates.sh" },
-};
-
 /**
  * The command copying the bundle into the OS trust store. It only copies a file and re-runs the
  * distribution's update tool, so running it again on the same machine changes nothing. "auto" picks
  * the store by which anchor directory the image has.
  */
 export function trustStoreCommand(os: OsFamily, caPath: string): string {
-  const install = (s: { dir: string; file: string; update: string }) => `mkdir -p ${s.dir} && cp '${caPath}' ${s.dir}/${s.file} && ${s.update}`;
-  if (os !== "auto") return install(TRUST_STORES[os]);
-  return `if [ -d ${TRUST_STORES.rhel.dir} ]; then ${install(TRUST_STORES.rhel)}; ` +
-    `elif [ -d ${TRUST_STORES.suse.dir} ]; then ${install(TRUST_STORES.suse)}; ` +
-    `else ${install(TRUST_STORES.debian)}; fi`;
+  const install = (s: OsStore) => `mkdir -p ${s.anchorsDir} && cp '${caPath}' ${s.anchorsDir}/registry-trust.${s.ext} && ${s.update}`;
+  const family = storeFamily(os);
+  if (family !== "auto") return install(OS_STORES[family]);
+  return `if [ -d ${OS_STORES.rhel.anchorsDir} ]; then ${install(OS_STORES.rhel)}; ` +
+    `elif [ -d ${OS_STORES.suse.anchorsDir} ]; then ${install(OS_STORES.suse)}; ` +
+    `else ${install(OS_STORES.debian)}; fi`;
 }
 
 /** Labels of our Secrets; label values are at most 63 characters, so long KCP names are hashed. */

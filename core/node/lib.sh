@@ -181,37 +181,17 @@ rt_detect_os() { # sets RT_OS from /etc/os-release unless the renderer fixed it
   rt_die "unsupported OS ($ids): set the node's os to one of debian, rhel, suse, alpine, flatcar, photon"
 }
 
-# shellcheck disable=SC2034 # RT_STORE_BUNDLE is read by install bodies only
-rt_store_layout() { # sets RT_STORE_DIR/EXT (our anchors), RT_STORE_BUNDLE (the result), RT_STORE_OUT (what the tool rewrites)
-  case "$RT_OS" in
-    debian | alpine) RT_STORE_DIR=/usr/local/share/ca-certificates RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/ssl/certs/ca-certificates.crt RT_STORE_OUT=/etc/ssl/certs ;;
-    rhel) RT_STORE_DIR=/etc/pki/ca-trust/source/anchors RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt RT_STORE_OUT=/etc/pki/ca-trust/extracted ;;
-    suse) RT_STORE_DIR=/etc/pki/trust/anchors RT_STORE_EXT=crt RT_STORE_BUNDLE=/etc/ssl/ca-bundle.pem RT_STORE_OUT=/var/lib/ca-certificates ;;
-    flatcar) RT_STORE_DIR=/etc/ssl/certs RT_STORE_EXT=pem RT_STORE_BUNDLE=/etc/ssl/certs/ca-certificates.crt RT_STORE_OUT=/etc/ssl/certs ;;
-    photon) RT_STORE_DIR=/etc/ssl/certs RT_STORE_EXT=pem RT_STORE_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt RT_STORE_OUT='/etc/ssl/certs /etc/pki/tls/certs' ;;
-    *) rt_die "no trust store layout for OS family $RT_OS" ;;
-  esac
-}
+# rt_store_layout (generated from core/node/os-stores.ts) sets RT_STORE_DIR and RT_STORE_EXT (our anchors),
+# RT_STORE_BUNDLE (the result), RT_STORE_OUT (what the update tool rewrites) and RT_STORE_UPDATE.
 
 rt_store_update() {
-  case "$RT_OS" in
-    debian | alpine | suse | flatcar) update-ca-certificates ;;
-    rhel) update-ca-trust extract ;;
-    photon) rehash_ca_certificates.sh ;;
-  esac
+  # shellcheck disable=SC2086 # RT_STORE_UPDATE is a command with its arguments
+  $RT_STORE_UPDATE
   # update-ca-certificates leaves the links to an anchor it no longer has: the name link and the hash
   # link to it, both named after our file and both dangling now.
   for out in $RT_STORE_OUT; do
     find "$out" -maxdepth 1 -type l -lname "*registry-trust-$RT_OWNER-*" ! -exec test -e {} \; -exec rm -f {} +
   done
-}
-
-rt_store_tool() {
-  case "$RT_OS" in
-    rhel) echo update-ca-trust ;;
-    photon) echo rehash_ca_certificates.sh ;;
-    *) echo update-ca-certificates ;;
-  esac
 }
 
 rt_plan_store() { # rt_plan_store NAME B64 [NAME B64]...: one file per CA, stale ones of ours removed
@@ -226,7 +206,7 @@ rt_apply_store() { # rebuilds the OS store when this run changed it
   rt_changed_under "$RT_STORE_DIR/registry-trust-$RT_OWNER-" || return 0
   for out in $RT_STORE_OUT; do mkdir -p "$RT_WORK/store-out$out" && cp -a "$out/." "$RT_WORK/store-out$out/"; done
   RT_STORE_DIRTY=1
-  rt_store_update > "$RT_WORK/store.log" 2>&1 || { cat "$RT_WORK/store.log" >&2; rt_die "$(rt_store_tool) failed"; }
+  rt_store_update > "$RT_WORK/store.log" 2>&1 || { cat "$RT_WORK/store.log" >&2; rt_die "$RT_STORE_UPDATE failed"; }
 }
 
 # ---- services ---------------------------------------------------------------------------------------

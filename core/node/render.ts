@@ -9,6 +9,7 @@ import { inspectBundle } from "../x509/bundle";
 import { parsePemCertificates, toPem } from "../x509/pem";
 import { formatProblem } from "../x509/problems";
 import { CONTAINERD_CERTS_DIR, containerdCaPath, containerdHostsFiles, managedMarker } from "./containerd-hosts";
+import { storeFamily, storeLayoutShell } from "./os-stores";
 import { NODE_REPORT_PREFIX, NodeReport, NodeScriptInput } from "./types";
 
 /*
@@ -18,7 +19,7 @@ import { NODE_REPORT_PREFIX, NodeReport, NodeScriptInput } from "./types";
  * The shell library (lib.sh) does the planning, conflict checks, atomic writes, rollback and checks.
  */
 
-const LIB = readFileSync(join(__dirname, "lib.sh"), "utf8");
+const LIB = `${readFileSync(join(__dirname, "lib.sh"), "utf8")}\n${storeLayoutShell()}\n`;
 const OWNER = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 const IMAGE_REF = /^[a-z0-9.-]+(:\d{1,5})?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})?$/;
 
@@ -214,7 +215,7 @@ export function renderNodeScript(input: NodeScriptInput): string {
     "umask 022",
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "export PATH",
-    `RT_OS=${q(input.os === "ubuntu" ? "debian" : ["fedora", "rocky", "amazon"].includes(input.os) ? "rhel" : input.os)}`,
+    `RT_OS=${q(storeFamily(input.os))}`,
     `RT_OWNER=${q(owner)}`,
     LIB,
     ...body,
