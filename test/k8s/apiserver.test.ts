@@ -4,14 +4,12 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { ApiServer, findAssets, StartOptions, startApiServer } from "./apiserver";
+import { GROUP, NAMESPACE, PLURAL, kcpBody } from "./kcp-support";
 import { HEARTBEAT_ANNOTATION, KcpVersion, SimCapiController } from "./sim-capi-controller";
 
 jest.setTimeout(120_000);
 
-const GROUP = "controlplane.cluster.x-k8s.io";
-const PLURAL = "kubeadmcontrolplanes";
 const KCP_CRD = `${PLURAL}.${GROUP}`;
-const NAMESPACE = "default";
 
 let env: ApiServer;
 let api: k8s.CustomObjectsApi;
@@ -40,18 +38,7 @@ const files = [
   { path: "/etc/containerd/certs.d/registry.test:5000/ca.crt", contentFrom: { secret: { name: "registry-ca", key: "ca.crt" } } },
 ];
 
-function kcp(version: KcpVersion, name: string): Record<string, unknown> {
-  const machineTemplate =
-    version === "v1beta2"
-      ? { spec: { infrastructureRef: { apiGroup: "infrastructure.cluster.x-k8s.io", kind: "DockerMachineTemplate", name: "cp" } } }
-      : { infrastructureRef: { apiVersion: "infrastructure.cluster.x-k8s.io/v1beta1", kind: "DockerMachineTemplate", name: "cp" } };
-  return {
-    apiVersion: `${GROUP}/${version}`,
-    kind: "KubeadmControlPlane",
-    metadata: { name, namespace: NAMESPACE },
-    spec: { replicas: 3, version: "v1.37.2", machineTemplate, kubeadmConfigSpec: { files } },
-  };
-}
+const kcp = (version: KcpVersion, name: string) => kcpBody(version, name, files);
 
 const ref = (version: KcpVersion, name: string) => ({ group: GROUP, version, namespace: NAMESPACE, plural: PLURAL, name });
 
