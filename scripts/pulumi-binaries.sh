@@ -203,6 +203,7 @@ import (
 	"path/filepath"
 
 	pftfgen "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfgen"
+	"github.com/pulumi/pulumi-terraform-bridge/v3/unstable/metadata"
 	"registry-trust.local/pulumi-resource-tls/info"
 )
 
@@ -214,7 +215,7 @@ func main() {
 		panic(err)
 	}
 	must(os.WriteFile(filepath.Join(out, "schema.json"), res.ProviderMetadata.PackageSchema, 0o644))
-	must(os.WriteFile(filepath.Join(out, "bridge-metadata.json"), i.MetadataInfo.Data.MarshalIndent(), 0o644))
+	must(os.WriteFile(filepath.Join(out, "bridge-metadata.json"), (*metadata.Data)(i.MetadataInfo.Data).MarshalIndent(), 0o644))
 }
 
 func must(err error) {
@@ -266,7 +267,7 @@ build_kubernetes() {
     echo
     echo "require github.com/pulumi/pulumi-kubernetes/provider/v4 $K8S_PROVIDER_MODULE_VERSION"
     echo
-    sed -n '/^replace (/,/^)/p; /^replace [^(]/p' "$gomod" | grep -v 'pulumi-kubernetes/sdk/v4 => \.\./sdk'
+    sed -n '/^replace (/,/^)/p; /^replace [^(]/p' "$gomod" | { grep -v 'pulumi-kubernetes/sdk/v4 => \.\./sdk' || true; }
   } >>"$w/go.mod"
   # The upstream main embeds schema-embed.json and terraform-mapping-embed.json, which its generate.go
   # writes from schema.json and terraform-mapping.json; those two ARE in the module zip, so our main

@@ -1,0 +1,105 @@
+// An offline Pulumi engine for e2e tests: the CLI and plugins built by scripts/pulumi-binaries.sh (or a
+// normal Pulumi install on PATH), a file:// backend and PULUMI_HOME in a temp dir, a passphrase secrets
+// provider, and no plugin downloads or update checks. Never builds anything itself.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { PulumiCommand } from "@pulumi/pulumi/automation";
+
+const repoRoot = path.resolve(__dirname, "..", "..");
+const binariesScript = path.join(repoRoot, "scripts", "pulumi-binaries.sh");
+
+export interface Engine {
+  /** Directory holding `pulumi` and the `pulumi-resource-*` plugins (first on PATH for the engine). */
+  binDir: string;
+  /** For LocalWorkspace's `pulumiCommand`. */
+  command: PulumiCommand;
+  /** Environment for the CLI and everything it starts (LocalWorkspace `envVars`). */
+  env: Record<string, string>;
+  /** PULUMI_HOME (temp). */
+  home: string;
+  /** Directory of the file:// backend (temp); stacks' state files live under `.pulumi/stacks/`. */
+  backendDir: string;
+  passphrase: string;
+  cleanup(): void;
+}
+
+function which(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Where the engine binaries are: PULUMI_BIN's directory or an installed `pulumi` on PATH first (users with
+ * a normal install), else the cache directory scripts/pulumi-binaries.sh builds into for the pinned versions.
+ */
+export function engineBinDir(): string {
+  const installed = process.env.PULUMI_BIN ?? which("pulumi");
+  if (installed) return path.dirname(fs.realpathSync(installed));
+  return execFileSync("bash", [binariesScript, "--print-bin"], { encoding: "utf8" }).trim();
+}
+
+/** Throws a message that says what to run when the CLI or one of `plugins` is missing. */
+export function requireEngine(plugins: string[]): string {
+  const binDir = engineBinDir();
+  const missing = ["pulumi", ...plugins.map((p) => `pulumi-resource-${p}`)].filter(
+    (b) => !fs.existsSync(path.join(binDir, b)) && !(b !== "pulumi" && which(b)),
+  );
+  if (missing.length > 0) {
+    throw new Error(
+      `The Pulumi engine is not built: missing ${missing.join(", ")} in ${binDir}.\n` +
+        `Run \`npm run pulumi:binaries\` (scripts/pulumi-binaries.sh; cold build takes many minutes) and retry.`,
+    );
+  }
+  return binDir;
+}
+
+export async function offlineEngine(plugins: string[]): Promise<Engine> {
+  const binDir = requireEngine(plugins);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rt-pulumi-"));
+  const home = path.join(tmp, "home");
+  const backendDir = path.join(tmp, "backend");
+  fs.mkdirSync(home);
+  fs.mkdirSync(backendDir);
+  const passphrase = "registry-trust-e2e";
+  const env: Record<string, string> = {
+    PATH: `${binDir}${path.delimiter}${process.env.PATH ?? ""}`,
+    PULUMI_HOME: home,
+    PULUMI_BACKEND_URL: `file://${backendDir}`,
+    PULUMI_CONFIG_PASSPHRASE: passphrase,
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_SKIP_CONFIRMATIONS: "true",
+    PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
+    PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
+  };
+  const command = await PulumiCommand.get({ root: path.dirname(binDir), skipVersionCheck: true });
+  return {
+    binDir,
+    command,
+    env,
+    home,
+    backendDir,
+    passphrase,
+    cleanup: () => fs.rmSync(tmp, { recursive: true, force: true }),
+  };
+}
+
+/** Runs the engine's CLI with the offline environment (for commands the Automation API does not wrap). */
+export function runPulumi(engine: Engine, args: string[], cwd?: string): string {
+  return execFileSync(path.join(engine.binDir, "pulumi"), args, {
+    cwd,
+    encoding: "utf8",
+    env: { ...process.env, ...engine.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
