@@ -7,20 +7,12 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import * as tls from "@pulumi/tls";
-import { Engine, engineBinDir, offlineEngine, runPulumi } from "./engine";
+import { Engine, hasPlugin, offlineEngine, runPulumi } from "./engine";
 
 jest.setTimeout(300_000);
 
 const PROJECT = "rt-engine-smoke";
-const haveCommandPlugin = fs.existsSync(path.join(safeBinDir(), "pulumi-resource-command"));
-
-function safeBinDir(): string {
-  try {
-    return engineBinDir();
-  } catch {
-    return "/nonexistent";
-  }
-}
+const haveCommandPlugin = hasPlugin("command");
 
 let engine: Engine;
 beforeAll(async () => {

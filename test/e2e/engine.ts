@@ -13,6 +13,12 @@ const binariesScript = path.join(repoRoot, "scripts", "pulumi-binaries.sh");
 export interface Engine {
   /** Directory holding `pulumi` and the `pulumi-resource-*` plugins (first on PATH for the engine). */
   binDir: string;
+  /**
+   * True for the engine built by scripts/pulumi-binaries.sh: plugins come only from binDir, PULUMI_HOME is a
+   * temp dir and plugin downloads are off. False for a normal Pulumi install, which keeps its own
+   * PULUMI_HOME and plugin handling.
+   */
+  built: boolean;
   /** For LocalWorkspace's `pulumiCommand`. */
   command: PulumiCommand;
   /** Environment for the CLI and everything it starts (LocalWorkspace `envVars`). */
@@ -48,9 +54,25 @@ export function engineBinDir(): string {
   return execFileSync("bash", [binariesScript, "--print-bin"], { encoding: "utf8" }).trim();
 }
 
+/** True when the engine in use is the one scripts/pulumi-binaries.sh builds (not a normal install). */
+export function usesBuiltEngine(): boolean {
+  return !(process.env.PULUMI_BIN ?? which("pulumi"));
+}
+
+/** Whether the engine can run `pulumi-resource-<name>` (a normal install fetches plugins itself). */
+export function hasPlugin(name: string): boolean {
+  if (!usesBuiltEngine()) return true;
+  try {
+    return fs.existsSync(path.join(engineBinDir(), `pulumi-resource-${name}`));
+  } catch {
+    return false;
+  }
+}
+
 /** Throws a message that says what to run when the CLI or one of `plugins` is missing. */
 export function requireEngine(plugins: string[]): string {
   const binDir = engineBinDir();
+  if (!usesBuiltEngine()) return binDir;
   const missing = ["pulumi", ...plugins.map((p) => `pulumi-resource-${p}`)].filter(
     (b) => !fs.existsSync(path.join(binDir, b)) && !(b !== "pulumi" && which(b)),
   );
@@ -65,10 +87,11 @@ export function requireEngine(plugins: string[]): string {
 
 export async function offlineEngine(plugins: string[]): Promise<Engine> {
   const binDir = requireEngine(plugins);
+  const built = usesBuiltEngine();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rt-pulumi-"));
-  const home = path.join(tmp, "home");
+  const home = built ? path.join(tmp, "home") : (process.env.PULUMI_HOME ?? path.join(os.homedir(), ".pulumi"));
   const backendDir = path.join(tmp, "backend");
-  fs.mkdirSync(home);
+  fs.mkdirSync(home, { recursive: true });
   fs.mkdirSync(backendDir);
   const passphrase = "registry-trust-e2e";
   const env: Record<string, string> = {
@@ -76,7 +99,7 @@ export async function offlineEngine(plugins: string[]): Promise<Engine> {
     PULUMI_HOME: home,
     PULUMI_BACKEND_URL: `file://${backendDir}`,
     PULUMI_CONFIG_PASSPHRASE: passphrase,
-    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    ...(built ? { PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true" } : {}),
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_SKIP_CONFIRMATIONS: "true",
     PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
@@ -85,6 +108,7 @@ export async function offlineEngine(plugins: string[]): Promise<Engine> {
   const command = await PulumiCommand.get({ root: path.dirname(binDir), skipVersionCheck: true });
   return {
     binDir,
+    built,
     command,
     env,
     home,
