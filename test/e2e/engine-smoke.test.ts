@@ -7,12 +7,11 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import * as tls from "@pulumi/tls";
-import { Engine, hasPlugin, offlineEngine, runPulumi } from "./engine";
+import { Engine, offlineEngine, runPulumi } from "./engine";
 
 jest.setTimeout(300_000);
 
 const PROJECT = "rt-engine-smoke";
-const haveCommandPlugin = hasPlugin("command");
 
 let engine: Engine;
 beforeAll(async () => {
@@ -102,21 +101,6 @@ describe("real pulumi up with the tls plugin", () => {
     expect(latest.resources ?? []).toEqual([]);
     await stack.workspace.removeStack("smoke");
   });
-});
-
-// pulumi-resource-command is not built here (docs/pulumi-engine.md); with a normal Pulumi install that has
-// it, or once it can be built, this runs.
-(haveCommandPlugin ? it : it.skip)("runs a local command through the command plugin", async () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const command = require("@pulumi/command") as typeof import("@pulumi/command");
-  const stack = await stackFor("command", async () => {
-    const c = new command.local.Command("echo", { create: "printf registry-trust" });
-    return { stdout: c.stdout };
-  });
-  const res = await stack.up({ color: "never" });
-  expect(res.outputs.stdout.value).toBe("registry-trust");
-  await stack.destroy({ color: "never" });
-  await stack.workspace.removeStack("command");
 });
 
 // A provider / resource addressed by package name and type token alone (the SDK classes are abstract).

@@ -59,16 +59,6 @@ export function usesBuiltEngine(): boolean {
   return !(process.env.PULUMI_BIN ?? which("pulumi"));
 }
 
-/** Whether the engine can run `pulumi-resource-<name>` (a normal install fetches plugins itself). */
-export function hasPlugin(name: string): boolean {
-  if (!usesBuiltEngine()) return true;
-  try {
-    return fs.existsSync(path.join(engineBinDir(), `pulumi-resource-${name}`));
-  } catch {
-    return false;
-  }
-}
-
 /** Throws a message that says what to run when the CLI or one of `plugins` is missing. */
 export function requireEngine(plugins: string[]): string {
   const binDir = engineBinDir();
