@@ -4,7 +4,7 @@
 # second incident: see what the registry serves, save it, and get a verdict for a node's bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x node_modules/.bin/tsx ] || npm ci --no-audit --no-fund
+[ -x node_modules/.bin/tsx ] || npm install --no-audit --no-fund
 sh scripts/install-lab-deps.sh
 dir="$(mktemp -d)/lab"
 trap 'node_modules/.bin/tsx lab/cli.ts stop --dir "$dir" >/dev/null 2>&1 || true' EXIT
