@@ -1,176 +1,23 @@
 import { createPrivateKey } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
-import { endpointKey, hostProblem, parseEndpoint, portProblem } from "../endpoint";
+import { endpointKey, parseEndpoint } from "../endpoint";
 import { inspectBundle } from "../x509/bundle";
 import { parsePemCertificates } from "../x509/pem";
 import { formatProblem } from "../x509/problems";
 import { verifyServing } from "../x509/verify";
-import { ConfigError, ConfigIssue, SECRET, Shown, show } from "./issues";
+import { ConfigError, SECRET, Shown } from "./issues";
 import {
   ClusterConfig, GeneratedCaConfig, ImportedCaConfig, KeyAlgorithm, NodeConfig, ObjectRef, OsFamily,
   ProxyConfig, RegistryEndpoint, Runtime, StackConfig,
 } from "./model";
+import { ParseOptions, RawConfig, Reader, checkFields, didYouMean, hostField, isObj, list, portField, stringField } from "./reader";
 import { CA_MODES, CONFIG_KEYS, ConfigKey, KEY_ALGORITHMS, OS_FAMILIES, PROJECT, RUNTIMES, SERVING_MODES } from "./schema";
 
-/** Raw stack config as Pulumi hands it to a program: strings (JSON for structured values), per key without namespace. */
-export type RawConfig = Readonly<Record<string, { readonly value: string; readonly secret: boolean }>>;
-
-export interface ParseOptions {
-  /** Directory relative file paths are resolved against (the Pulumi project directory). */
-  readonly baseDir: string;
-  readonly now?: Date;
-}
+export type { ParseOptions, RawConfig };
 
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const RESOURCE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOST_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}$/;
-
-function levenshtein(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
-}
-
-function didYouMean(word: string, options: readonly string[]): string {
-  const best = options.map((o) => [o, levenshtein(word, o)] as const).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= 3 ? ` Did you mean "${best[0]}"?` : "";
-}
-
-/** Collects issues while reading; every read returns a usable fallback so that all problems surface in one run. */
-class Reader {
-  readonly issues: ConfigIssue[] = [];
-  constructor(private readonly raw: RawConfig, private readonly opts: ParseOptions) {}
-
-  issue(path: string, value: unknown, problem: string, fix: string): void {
-    this.issues.push({ path: `${PROJECT}:${path}`, value: show(value), problem, fix });
-  }
-
-  private text(key: ConfigKey): string | undefined {
-    return this.raw[key]?.value;
-  }
-
-  isSecret(key: ConfigKey): boolean {
-    return this.raw[key]?.secret ?? false;
-  }
-
-  string(key: ConfigKey): string {
-    const v = this.text(key);
-    return v ?? (CONFIG_KEYS[key].default as string);
-  }
-
-  integer(key: ConfigKey, min: number, max: number): number {
-    const v = this.text(key);
-    const fallback = CONFIG_KEYS[key].default as number;
-    if (v === undefined) return fallback;
-    if (!/^-?\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) {
-      this.issue(key, v, `must be an integer from ${min} to ${max}.`, `pulumi config set ${PROJECT}:${key} ${Math.min(Math.max(fallback, min), max)}`);
-      return fallback;
-    }
-    return Number(v);
-  }
-
-  boolean(key: ConfigKey): boolean {
-    const v = this.text(key);
-    if (v === undefined) return CONFIG_KEYS[key].default as boolean;
-    if (v !== "true" && v !== "false") {
-      this.issue(key, v, "must be true or false.", `pulumi config set ${PROJECT}:${key} true   # or false`);
-      return CONFIG_KEYS[key].default as boolean;
-    }
-    return v === "true";
-  }
-
-  oneOf<T extends string>(key: ConfigKey, options: readonly T[]): T {
-    const v = this.string(key);
-    if (!options.includes(v as T)) {
-      this.issue(key, v, `must be one of ${options.join(", ")}.${didYouMean(v, options)}`, `pulumi config set ${PROJECT}:${key} ${options[0]}`);
-      return CONFIG_KEYS[key].default as T;
-    }
-    return v as T;
-  }
-
-  json(key: ConfigKey): unknown {
-    const v = this.text(key);
-    if (v === undefined) return CONFIG_KEYS[key].default;
-    try {
-      return JSON.parse(v);
-    } catch {
-      this.issue(key, v, "is not a structured value (a YAML list or map in the stack file).", `Write ${key} as a YAML list in the stack file, see stacks/Pulumi.dev.yaml.`);
-      return CONFIG_KEYS[key].default;
-    }
-  }
-
-  file(key: string, path: string): string | undefined {
-    const full = isAbsolute(path) ? path : resolve(this.opts.baseDir, path);
-    if (!existsSync(full)) {
-      this.issue(key, path, `file not found (looked at ${full}).`, "Fix the path; relative paths are resolved against the project directory (where Pulumi.yaml is).");
-      return undefined;
-    }
-    return readFileSync(full, "utf8");
-  }
-}
-
-type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function checkFields(r: Reader, path: string, obj: Obj, allowed: readonly string[]): void {
-  for (const k of Object.keys(obj)) {
-    if (!allowed.includes(k)) r.issue(`${path}.${k}`, obj[k], `unknown field.${didYouMean(k, allowed)}`, `Allowed fields: ${allowed.join(", ")}.`);
-  }
-}
-
-function list(r: Reader, key: ConfigKey): Obj[] {
-  const v = r.json(key);
-  if (!Array.isArray(v)) {
-    r.issue(key, v, "must be a list.", `Write ${key} as a YAML list (entries starting with "-") in the stack file.`);
-    return [];
-  }
-  return v.map((e, i) => {
-    if (!isObj(e)) {
-      r.issue(`${key}[${i}]`, e, "must be a map of fields.", `See the description of ${key} in Pulumi.yaml.`);
-      return {};
-    }
-    return e;
-  });
-}
-
-function hostField(r: Reader, path: string, v: unknown, required = true): string | undefined {
-  if (v === undefined && !required) return undefined;
-  const p = typeof v !== "string" ? "must be a host name or IP address (a string)." : hostProblem(v) && `host ${hostProblem(v)}.`;
-  if (p) {
-    r.issue(path, v, p, `pulumi config set --path '${path}' registry.example.com`);
-    return undefined;
-  }
-  return (v as string).toLowerCase();
-}
-
-function portField(r: Reader, path: string, v: unknown, fallback: number): number {
-  if (v === undefined) return fallback;
-  const p = portProblem(v);
-  if (p) {
-    r.issue(path, v, `${p}.`, `pulumi config set --path '${path}' ${fallback}`);
-    return fallback;
-  }
-  return v as number;
-}
-
-function stringField(r: Reader, path: string, v: unknown, pattern: RegExp, what: string): string | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== "string" || !pattern.test(v)) {
-    r.issue(path, v, `must be ${what}.`, `Set ${path} to ${what}.`);
-    return undefined;
-  }
-  return v;
-}
 
 function registries(r: Reader): RegistryEndpoint[] {
   const out: RegistryEndpoint[] = [];
