@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages the local lab (lab/) runs on, and shellcheck, which the tests run on the
-# rendered node scripts, and cloud-init, whose schema check and modules validate and run the bootstrap fragment. Idempotent: when every package is already installed, apt is not touched at all
+# rendered node scripts. Idempotent: when every package is already installed, apt is not touched at all
 # (no update, no network).
 set -eu
 
