@@ -1,5 +1,5 @@
 import type * as K8s from "@kubernetes/client-node";
-import { httpStatus } from "./errors";
+import { httpStatus, kcpError } from "./errors";
 
 /*
  * The few Kubernetes calls the sequencer makes, behind an interface so that the sequencer itself never
@@ -79,13 +79,42 @@ export interface KcpApi {
 
 type ClientNode = typeof K8s;
 
-async function orUndefined<T>(call: Promise<T>): Promise<T | undefined> {
+/** The call's result, or undefined when the object does not exist (404). */
+export async function orUndefined<T>(call: Promise<T>): Promise<T | undefined> {
   try {
     return await call;
   } catch (e) {
     if (httpStatus(e) === 404) return undefined;
     throw e;
   }
+}
+
+/** Versions of an API group the apiserver serves; empty when the group is not installed. */
+export async function servedVersions(apis: K8s.ApisApi, groupName: string): Promise<string[]> {
+  const groups = await apis.getAPIVersions();
+  const group = groups.groups.find((g) => g.name === groupName);
+  return group ? group.versions.map((v) => v.version) : [];
+}
+
+/**
+ * The Cluster API version to use: the one requested if served, else the newest we support. `what` names
+ * the group and kind in refusals.
+ */
+export function pickVersion(served: string[], requested: KcpVersion | undefined, what: string): KcpVersion {
+  if (served.length === 0) {
+    throw kcpError("VERSION_NOT_SERVED", `the apiserver does not serve ${what}: Cluster API is not installed in this cluster (check kubeconfig and context)`);
+  }
+  if (requested) {
+    if (!served.includes(requested)) {
+      throw kcpError("VERSION_NOT_SERVED", `${what} ${requested} is not served by this apiserver (served: ${served.join(", ")}); set apiVersion to one of those`);
+    }
+    return requested;
+  }
+  const supported = [...KCP_VERSIONS].reverse().find((v) => served.includes(v));
+  if (!supported) {
+    throw kcpError("VERSION_NOT_SERVED", `this apiserver serves ${what} only as ${served.join(", ")}; registry-trust supports ${KCP_VERSIONS.join(", ")}`);
+  }
+  return supported;
 }
 
 /** The KcpApi over @kubernetes/client-node 1.x; `k8s` is the module, passed in rather than imported. */
@@ -97,11 +126,7 @@ export function clientNodeKcpApi(k8s: ClientNode, kubeConfig: K8s.KubeConfig): K
   const lease = (ref: ObjectRef) => ({ group: "coordination.k8s.io", version: "v1", plural: "leases", namespace: ref.namespace, name: ref.name });
   const leaseRef = (body: LeaseObject) => lease({ namespace: body.metadata.namespace ?? "", name: body.metadata.name ?? "" });
   return {
-    async servedKcpVersions() {
-      const groups = await apis.getAPIVersions();
-      const group = groups.groups.find((g) => g.name === KCP_GROUP);
-      return group ? group.versions.map((v) => v.version) : [];
-    },
+    servedKcpVersions: () => servedVersions(apis, KCP_GROUP),
     async getKcp(ref, version) {
       return (await custom.getNamespacedCustomObject(kcp(ref, version))) as KcpObject;
     },

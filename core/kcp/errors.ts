@@ -1,5 +1,5 @@
 /*
- * Refusals and failures of the KCP sequencer. Plain Errors with a stable `code` rather than a subclass:
+ * Refusals and failures of the KCP sequencer and of core/workers. Plain Errors with a stable `code` rather than a subclass:
  * these functions are serialized into a Pulumi dynamic provider, where a plain object shape survives best.
  */
 
@@ -14,7 +14,12 @@ export type KcpErrorCode =
   | "LEASE_HELD"
   | "LEASE_LOST"
   | "ROLLOUT_TIMEOUT"
-  | "SECRET_CONFLICT";
+  | "SECRET_CONFLICT"
+  | "MACHINE_DEPLOYMENT_NOT_FOUND"
+  | "TEMPLATE_NOT_FOUND"
+  | "UNSUPPORTED_BOOTSTRAP"
+  | "TEMPLATE_CONFLICT"
+  | "BUNDLE_TOO_LARGE";
 
 export interface KcpError extends Error {
   readonly code: KcpErrorCode;
@@ -48,13 +53,17 @@ export function apiMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** The permissions the KCP sequencer needs, named in its FORBIDDEN errors. */
+export const KCP_GRANTS = "get/update on kubeadmcontrolplanes.controlplane.cluster.x-k8s.io, " +
+  "get/create/update/delete on leases.coordination.k8s.io and get/list/create/delete on secrets";
+
 /**
- * Turns an RBAC refusal into a clear error naming what was attempted; every other error passes through.
- * The apiserver's message already names the user, verb and resource.
+ * Turns an RBAC refusal into a clear error naming what was attempted and the permissions to grant (in
+ * the target's namespace); every other error passes through. The apiserver's message already names the
+ * user, verb and resource.
  */
-export function refuseForbidden(e: unknown, attempted: string): unknown {
+export function refuseForbidden(e: unknown, attempted: string, grants: string = KCP_GRANTS): unknown {
   if (httpStatus(e) !== 403) return e;
   return kcpError("FORBIDDEN", `forbidden while trying to ${attempted}: ${apiMessage(e)}. ` +
-    "Grant the identity in the kubeconfig get/update on kubeadmcontrolplanes.controlplane.cluster.x-k8s.io, " +
-    "get/create/update/delete on leases.coordination.k8s.io and get/list/create/delete on secrets in that namespace.");
+    `Grant the identity in the kubeconfig ${grants} in that namespace.`);
 }

@@ -3,7 +3,7 @@ import { KcpApi, LeaseObject, ObjectRef } from "./api";
 import { apiMessage, httpStatus, kcpError, KcpError } from "./errors";
 
 /*
- * One writer per KubeadmControlPlane at a time: a coordination.k8s.io/v1 Lease, as leader election uses.
+ * One writer per target (a KubeadmControlPlane, or a MachineDeployment for core/workers) at a time: a coordination.k8s.io/v1 Lease, as leader election uses.
  * Expiry is judged like client-go's leader election: by how long *we* have seen the record unchanged, not
  * by comparing its renewTime with our clock, so clock skew between writers cannot cause an early takeover.
  * The price: a lease left by a crashed run is taken over one lease duration after we first see it.
@@ -21,6 +21,13 @@ export interface LeaseOptions {
   readonly onWait?: (message: string) => void;
 }
 
+/** The Lease calls only, so that core/workers can hold Leases through its own API. */
+export type LeaseApi = Pick<KcpApi, "getLease" | "createLease" | "replaceLease" | "deleteLease">;
+
+/** Kinds we take Leases for, with the prefix of their Lease names: a KCP and a MachineDeployment may share a name. */
+const LEASE_PREFIX = { KubeadmControlPlane: "registry-trust-kcp-", MachineDeployment: "registry-trust-md-" } as const;
+export type LeaseTargetKind = keyof typeof LEASE_PREFIX;
+
 export interface HeldLease {
   readonly ref: ObjectRef;
   /** Throws LEASE_LOST once a renewal found the lease taken or expired. */
@@ -29,11 +36,11 @@ export interface HeldLease {
   release(): Promise<void>;
 }
 
-/** The Lease guarding one KCP: in its namespace, named after it. */
-export function leaseRef(kcp: ObjectRef): ObjectRef {
-  const name = `registry-trust-kcp-${kcp.name}`;
-  if (name.length <= 253) return { namespace: kcp.namespace, name };
-  return { namespace: kcp.namespace, name: `registry-trust-kcp-${createHash("sha256").update(kcp.name).digest("hex").slice(0, 32)}` };
+/** The Lease guarding one target: in its namespace, named after it. */
+export function leaseRef(target: ObjectRef, kind: LeaseTargetKind = "KubeadmControlPlane"): ObjectRef {
+  const name = `${LEASE_PREFIX[kind]}${target.name}`;
+  if (name.length <= 253) return { namespace: target.namespace, name };
+  return { namespace: target.namespace, name: `${LEASE_PREFIX[kind]}${createHash("sha256").update(target.name).digest("hex").slice(0, 32)}` };
 }
 
 /** MicroTime as the apiserver parses it: RFC 3339 with exactly six fractional digits. */
@@ -48,8 +55,8 @@ function describeHolder(l: LeaseObject): string {
   return `"${s.holderIdentity}" (since ${s.acquireTime ?? "unknown"}, last renewed ${s.renewTime ?? "never"}, lease ${s.leaseDurationSeconds ?? "?"} s)`;
 }
 
-export async function acquireLease(api: KcpApi, kcp: ObjectRef, opts: LeaseOptions): Promise<HeldLease> {
-  const ref = leaseRef(kcp);
+export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: LeaseOptions, kind: LeaseTargetKind = "KubeadmControlPlane"): Promise<HeldLease> {
+  const ref = leaseRef(target, kind);
   const duration = opts.durationSeconds ?? 30;
   const deadline = Date.now() + (opts.waitTimeoutMs ?? 1_800_000);
   const retryMs = opts.retryMs ?? 1_000;
@@ -83,7 +90,7 @@ export async function acquireLease(api: KcpApi, kcp: ObjectRef, opts: LeaseOptio
         break;
       }
       if (Date.now() >= deadline) {
-        throw kcpError("LEASE_HELD", `KubeadmControlPlane ${kcp.namespace}/${kcp.name} is being changed by ${describeHolder(current)}: ` +
+        throw kcpError("LEASE_HELD", `${kind} ${target.namespace}/${target.name} is being changed by ${describeHolder(current)}: ` +
           `waited ${Math.round((opts.waitTimeoutMs ?? 1_800_000) / 1000)} s for Lease ${ref.namespace}/${ref.name}. ` +
           "Let that run finish; if it died, its lease is taken over once it has not been renewed for its duration.");
       }

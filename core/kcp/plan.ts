@@ -80,10 +80,14 @@ export function trustStoreCommand(os: OsFamily, caPath: string): string {
     `else ${install(OS_STORES.debian)}; fi`;
 }
 
-/** Labels of our Secrets; label values are at most 63 characters, so long KCP names are hashed. */
+/** An object name as a label value: those are at most 63 characters, so long names are hashed. */
+export function nameLabelValue(name: string): string {
+  return name.length <= 63 ? name : createHash("sha256").update(name).digest("hex").slice(0, 40);
+}
+
+/** Labels of our Secrets. */
 export function secretLabels(kcpName: string): Record<string, string> {
-  const value = kcpName.length <= 63 ? kcpName : createHash("sha256").update(kcpName).digest("hex").slice(0, 40);
-  return { [MANAGED_BY_LABEL]: MANAGED_BY, [KCP_LABEL]: value };
+  return { [MANAGED_BY_LABEL]: MANAGED_BY, [KCP_LABEL]: nameLabelValue(kcpName) };
 }
 
 /**
@@ -128,7 +132,7 @@ export function desiredEntries(kcpName: string, spec: TrustSpec): Desired {
   };
 }
 
-/** The ownership recorded on a KCP; an empty one when there is none. */
+/** The ownership recorded on a KCP (or KubeadmConfigTemplate); an empty one when there is none. */
 export function readOwnership(kcp: KcpObject): Ownership {
   const text = kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION];
   if (text === undefined) return NOTHING.ownership;
@@ -140,7 +144,7 @@ export function readOwnership(kcp: KcpObject): Ownership {
   } catch {
     // Reported below with the annotation's name.
   }
-  throw kcpError("INVALID_OWNERSHIP", `annotation ${OWNERSHIP_ANNOTATION} on KubeadmControlPlane ${kcp.metadata.namespace}/${kcp.metadata.name} ` +
+  throw kcpError("INVALID_OWNERSHIP", `annotation ${OWNERSHIP_ANNOTATION} on ${kindOf(kcp)} ${kcp.metadata.namespace}/${kcp.metadata.name} ` +
     "is not what registry-trust writes; it was edited by hand. Restore or remove it (removing it makes our files foreign: then set adopt).");
 }
 
@@ -158,8 +162,20 @@ export interface Plan {
   readonly ownership: Ownership;
 }
 
-function kubeadmConfigSpec(kcp: KcpObject): Record<string, unknown> {
-  return kcp.spec?.kubeadmConfigSpec ?? {};
+/*
+ * Where a kind keeps its kubeadm config (files, preKubeadmCommands): core/workers merges into
+ * KubeadmConfigTemplates exactly as this module does into KCPs. Objects without a kind are KCPs.
+ */
+const CONFIG_SPEC_PATH: Record<string, readonly string[]> = { KubeadmControlPlane: ["kubeadmConfigSpec"], KubeadmConfigTemplate: ["template", "spec"] };
+
+function kindOf(o: KcpObject): string {
+  return o.kind && CONFIG_SPEC_PATH[o.kind] ? o.kind : "KubeadmControlPlane";
+}
+
+function kubeadmConfigSpec(o: KcpObject): Record<string, unknown> {
+  let at: unknown = o.spec;
+  for (const key of CONFIG_SPEC_PATH[kindOf(o)]) at = at && typeof at === "object" ? (at as Record<string, unknown>)[key] : undefined;
+  return at && typeof at === "object" ? (at as Record<string, unknown>) : {};
 }
 
 /** Keys sorted, so that two JSON values compare equal whatever order the apiserver returns keys in. */
@@ -183,8 +199,8 @@ export function planMerge(kcp: KcpObject, desired: Desired, opts: PlanOptions): 
   const ownedPaths = new Set(owned.paths);
   const foreign = files.filter((f) => wanted.has(f.path) && !ownedPaths.has(f.path));
   if (foreign.length > 0 && !opts.adopt) {
-    throw kcpError("FOREIGN_FILE", `KubeadmControlPlane ${kcp.metadata.namespace}/${kcp.metadata.name} already has ` +
-      `${foreign.map((f) => f.path).join(", ")} in spec.kubeadmConfigSpec.files, not written by registry-trust. ` +
+    throw kcpError("FOREIGN_FILE", `${kindOf(kcp)} ${kcp.metadata.namespace}/${kcp.metadata.name} already has ` +
+      `${foreign.map((f) => f.path).join(", ")} in spec.${CONFIG_SPEC_PATH[kindOf(kcp)].join(".")}.files, not written by registry-trust. ` +
       "Remove that entry, or set adopt to let registry-trust replace and own it.");
   }
 
@@ -225,8 +241,8 @@ function currentRolloutAfter(kcp: KcpObject, version: KcpVersion): string | unde
 
 function withEntries(kcp: KcpObject, files: FileEntry[], commands: string[], ownership: Ownership, opts: PlanOptions): KcpObject {
   const copy = JSON.parse(JSON.stringify(kcp)) as KcpObject;
-  copy.spec ??= {};
-  const cfg = (copy.spec.kubeadmConfigSpec ??= {});
+  let cfg: Record<string, unknown> = (copy.spec ??= {});
+  for (const key of CONFIG_SPEC_PATH[kindOf(copy)]) cfg = (cfg[key] ??= {}) as Record<string, unknown>;
   // v1beta2 declares minItems: 1 on both lists: an empty list must be absent, not [].
   if (files.length > 0) cfg.files = files;
   else delete cfg.files;

@@ -57,19 +57,20 @@ export interface WaitOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function waitForRollout(read: () => Promise<KcpObject>, version: KcpVersion, generation: number, opts: WaitOptions): Promise<KcpObject> {
+/** Polls `read` until `state` (rolloutState for a KCP, core/workers' for a MachineDeployment) says done. */
+export async function waitForRollout<T>(read: () => Promise<T>, state: (object: T) => RolloutState, generation: number, opts: WaitOptions): Promise<T> {
   const deadline = Date.now() + opts.timeoutMs;
   let last = "";
   for (;;) {
     opts.check?.();
-    const kcp = await read();
-    const state = rolloutState(kcp, version, generation);
-    if (state.summary !== last) opts.onProgress?.(state.summary);
-    last = state.summary;
-    if (state.done) return kcp;
+    const object = await read();
+    const now = state(object);
+    if (now.summary !== last) opts.onProgress?.(now.summary);
+    last = now.summary;
+    if (now.done) return object;
     if (Date.now() >= deadline) {
       throw kcpError("ROLLOUT_TIMEOUT", `rollout of ${opts.what} (generation ${generation}) not finished after ${Math.round(opts.timeoutMs / 1000)} s: ${last}. ` +
-        "Check the KubeadmControlPlane's conditions and its machines; the trust entries are written and the rollout goes on.");
+        `Check the conditions of ${opts.what} and its machines; the trust entries are written and the rollout goes on.`);
     }
     await sleep(Math.min(opts.pollMs, Math.max(deadline - Date.now(), 0)));
   }

@@ -1,8 +1,9 @@
-import { KCP_VERSIONS, KcpApi, KcpObject, KcpVersion, ObjectRef } from "./api";
-import { apiMessage, httpStatus, kcpError, refuseForbidden } from "./errors";
+import { KcpApi, KcpObject, KcpVersion, ObjectRef, pickVersion } from "./api";
+import { httpStatus, kcpError, refuseForbidden } from "./errors";
 import { acquireLease, HeldLease, LeaseOptions } from "./lease";
 import { Desired, desiredEntries, NOTHING, Ownership, planMerge, readOwnership, secretLabels, SecretPlan, TrustSpec, verifyEntries } from "./plan";
-import { waitForRollout } from "./rollout";
+import { Attempt, ConflictPolicy, retryOnConflict } from "./retry";
+import { rolloutState, waitForRollout } from "./rollout";
 
 /*
  * Writes our trust entries into one KubeadmControlPlane so that no update can be lost (the first incident):
@@ -37,14 +38,7 @@ export interface SequencerOptions {
   /** RFC 3339 time: force a rollout of machines created before it. @default none */
   readonly rolloutAfter?: string;
   readonly lease?: Omit<LeaseOptions, "holder" | "onWait">;
-  readonly conflict?: {
-    /** Give up retrying 409s after this long. @default 60000 */
-    readonly deadlineMs?: number;
-    /** @default 50 */
-    readonly baseDelayMs?: number;
-    /** @default 1000 */
-    readonly maxDelayMs?: number;
-  };
+  readonly conflict?: ConflictPolicy;
   readonly rollout?: {
     /** Wait until the control plane has rolled out our change. @default true */
     readonly wait?: boolean;
@@ -68,7 +62,6 @@ export interface SequencerResult {
   readonly ownership: Ownership;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Writes the bundle (and hosts.toml per endpoint) into the KCP and waits for the rollout. The bundle must
@@ -89,21 +82,7 @@ async function resolveVersion(api: KcpApi, target: Target): Promise<KcpVersion> 
   const served = await api.servedKcpVersions().catch((e) => {
     throw refuseForbidden(e, "discover the served API versions");
   });
-  const what = `controlplane.cluster.x-k8s.io (KubeadmControlPlane)`;
-  if (served.length === 0) {
-    throw kcpError("VERSION_NOT_SERVED", `the apiserver does not serve ${what}: Cluster API is not installed in this cluster (check kubeconfig and context)`);
-  }
-  if (target.apiVersion) {
-    if (!served.includes(target.apiVersion)) {
-      throw kcpError("VERSION_NOT_SERVED", `${what} ${target.apiVersion} is not served by this apiserver (served: ${served.join(", ")}); set apiVersion to one of those`);
-    }
-    return target.apiVersion;
-  }
-  const supported = [...KCP_VERSIONS].reverse().find((v) => served.includes(v));
-  if (!supported) {
-    throw kcpError("VERSION_NOT_SERVED", `this apiserver serves ${what} only as ${served.join(", ")}; registry-trust supports ${KCP_VERSIONS.join(", ")}`);
-  }
-  return supported;
+  return pickVersion(served, target.apiVersion, "controlplane.cluster.x-k8s.io (KubeadmControlPlane)");
 }
 
 async function readKcp(api: KcpApi, target: Target, version: KcpVersion): Promise<KcpObject> {
@@ -135,7 +114,7 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
     const write = await writeWithRetry(api, target, version, desired, opts, lease, emit);
     const rollout = opts.rollout ?? {};
     if (rollout.wait ?? true) {
-      await waitForRollout(() => readKcp(api, target, version), version, write.generation, {
+      await waitForRollout(() => readKcp(api, target, version), (kcp) => rolloutState(kcp, version, write.generation), write.generation, {
         timeoutMs: rollout.timeoutMs ?? 1_800_000,
         pollMs: rollout.pollMs ?? 2_000,
         what,
@@ -158,49 +137,24 @@ async function writeWithRetry(
   emit: (phase: Phase, message: string) => void,
 ): Promise<{ generation: number; written: boolean; attempts: number; conflicts: number }> {
   const what = `KubeadmControlPlane ${target.namespace}/${target.name}`;
-  const deadlineMs = opts.conflict?.deadlineMs ?? 60_000;
-  const base = opts.conflict?.baseDelayMs ?? 50;
-  const max = opts.conflict?.maxDelayMs ?? 1_000;
-  const started = Date.now();
-  let attempts = 0;
-  let conflicts = 0;
   let written = false;
-  for (;;) {
-    lease.check();
-    attempts++;
+  const r = await retryOnConflict(what, opts.conflict ?? {}, async (attempt): Promise<Attempt<number>> => {
     const kcp = await readKcp(api, target, version);
     const plan = planMerge(kcp, desired, { version, adopt: opts.adopt, rolloutAfter: opts.rolloutAfter });
-    let problem: string;
-    try {
-      let generation = kcp.metadata.generation ?? 0;
-      if (plan.update) {
-        generation = (await api.replaceKcp(target, version, plan.update)).metadata.generation ?? 0;
-        written = true;
-        emit("written", `${what} updated to generation ${generation} (attempt ${attempts})`);
-      } else {
-        emit("unchanged", `${what} already carries exactly our entries`);
-      }
-      const mismatch = verifyEntries(await readKcp(api, target, version), desired, readOwnership(kcp));
-      if (!mismatch) {
-        emit("verified", `read back ${what}: our entries are exactly what was written`);
-        return { generation, written, attempts, conflicts };
-      }
-      problem = `read back after the write: ${mismatch} (another writer changed them)`;
-    } catch (e) {
-      const status = httpStatus(e);
-      if (status === 403) throw refuseForbidden(e, `update ${what}`);
-      if (status !== 409) throw status ? new Error(`the apiserver refused the update of ${what} (HTTP ${status}): ${apiMessage(e)}`) : e;
-      problem = apiMessage(e);
+    let generation = kcp.metadata.generation ?? 0;
+    if (plan.update) {
+      generation = (await api.replaceKcp(target, version, plan.update)).metadata.generation ?? 0;
+      written = true;
+      emit("written", `${what} updated to generation ${generation} (attempt ${attempt})`);
+    } else {
+      emit("unchanged", `${what} already carries exactly our entries`);
     }
-    conflicts++;
-    const delay = Math.min(max, base * 2 ** Math.min(conflicts - 1, 20)) * (0.5 + Math.random() / 2);
-    emit("conflict", `attempt ${attempts}: ${problem}; retrying in ${Math.round(delay)} ms`);
-    if (Date.now() + delay - started > deadlineMs) {
-      throw kcpError("CONFLICT_DEADLINE", `gave up writing registry-trust entries to ${what} after ${attempts} attempts in ` +
-        `${((Date.now() - started) / 1000).toFixed(1)} s (deadline ${deadlineMs / 1000} s); last conflict: ${problem}`);
-    }
-    await sleep(delay);
-  }
+    const mismatch = verifyEntries(await readKcp(api, target, version), desired, readOwnership(kcp));
+    if (mismatch) return { conflict: `read back after the write: ${mismatch} (another writer changed them)` };
+    emit("verified", `read back ${what}: our entries are exactly what was written`);
+    return { done: generation };
+  }, { check: () => lease.check(), onConflict: (m) => emit("conflict", m) });
+  return { generation: r.value, written, attempts: r.attempts, conflicts: r.conflicts };
 }
 
 function secretKey(s: SecretPlan): string {
