@@ -1,0 +1,116 @@
+import * as pulumi from "@pulumi/pulumi";
+import { ObjectRef, OsFamily, RegistryEndpoint } from "../core/config/model";
+import { refuseInvalidBundle } from "../core/kcp/apply";
+import { bundleHash } from "../core/x509/bundle";
+import { CapiVersion } from "../core/workers/api";
+import { WorkerTrustInputs, WorkerTrustOutputs, workerTrustProvider } from "./worker-trust-provider";
+
+/*
+ * Structural settings are plain values (they name the child resource and decide what is written); the
+ * bundle and the kubeconfig are Inputs, the kubeconfig always kept secret. Same shape as ControlPlaneTrust.
+ */
+export interface WorkerTrustArgs {
+  /** Kubeconfig of the management cluster: file content, or a path read when the provider runs. Stored as a secret. */
+  readonly kubeconfig: pulumi.Input<string>;
+  /** Kubeconfig context. @default the kubeconfig's current context */
+  readonly context?: string;
+  /** The MachineDeployment whose new machines receive the bundle. */
+  readonly machineDeployment: ObjectRef;
+  /** Registry endpoints: a CA file and a containerd hosts.toml each (plus hosts.toml for mirrored upstreams). */
+  readonly endpoints: readonly RegistryEndpoint[];
+  /** The PEM trust bundle (e.g. RegistryPki.bundlePem, which resolves only once verified). At most 10,240 characters. */
+  readonly bundlePem: pulumi.Input<string>;
+  /** Cluster API version to use. @default v1beta2 when served, else v1beta1 */
+  readonly apiVersion?: CapiVersion;
+  /** Take over files at our paths in the MachineDeployment's template that registry-trust did not write. @default false */
+  readonly adopt?: boolean;
+  /** Also install the bundle into the OS trust store of new machines (preKubeadmCommands). @default none */
+  readonly osTrustStore?: OsFamily;
+  /** Wait until the MachineDeployment has replaced its machines; our unreferenced templates are deleted only then. @default true */
+  readonly waitForRollout?: boolean;
+  /** @default 1800 */
+  readonly rolloutTimeoutSeconds?: number;
+  /** How long to wait while another run holds the MachineDeployment's Lease. @default 1800 */
+  readonly leaseWaitTimeoutSeconds?: number;
+  /** Give up retrying resourceVersion conflicts after this long. @default 60 */
+  readonly conflictDeadlineSeconds?: number;
+}
+
+type ResourceInputs = { [K in keyof WorkerTrustInputs]: pulumi.Input<WorkerTrustInputs[K]> };
+
+class WorkerTrustResource extends pulumi.dynamic.Resource {
+  declare readonly template: pulumi.Output<string>;
+  declare readonly generation: pulumi.Output<number>;
+  declare readonly servedVersion: pulumi.Output<string>;
+  declare readonly ownedPaths: pulumi.Output<string[]>;
+
+  constructor(name: string, inputs: ResourceInputs, opts: pulumi.CustomResourceOptions) {
+    const outputs: Record<Exclude<keyof WorkerTrustOutputs, keyof WorkerTrustInputs>, undefined> = {
+      template: undefined, generation: undefined, servedVersion: undefined, ownedPaths: undefined,
+    };
+    super(workerTrustProvider, name, { ...inputs, ...outputs }, opts, "registry-trust", "WorkerTrust");
+  }
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * Makes the machines a Cluster API MachineDeployment creates from now on (rollouts, the cluster
+ * autoscaler) trust the registry: a new KubeadmConfigTemplate named after its content, a copy of the
+ * current one with our files, and the MachineDeployment repointed at it (Lease, resourceVersion, retries,
+ * read-back), then the rollout awaited and our unreferenced templates deleted. Delete points it back at
+ * the original template.
+ */
+export class WorkerTrust extends pulumi.ComponentResource {
+  /** The KubeadmConfigTemplate the MachineDeployment names. */
+  readonly template: pulumi.Output<string>;
+  readonly generation: pulumi.Output<number>;
+  readonly servedVersion: pulumi.Output<string>;
+  readonly ownedPaths: pulumi.Output<string[]>;
+  readonly bundleHash: pulumi.Output<string>;
+
+  constructor(name: string, args: WorkerTrustArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("registry-trust:index:WorkerTrust", name, {}, opts);
+    const { namespace, name: mdName } = args.machineDeployment;
+    if (!DNS_SUBDOMAIN.test(namespace) || !DNS_SUBDOMAIN.test(mdName)) {
+      throw new pulumi.ResourceError(`machineDeployment ${namespace}/${mdName} is not a valid namespace/name (lowercase DNS names)`, this);
+    }
+    if (args.endpoints.length === 0) {
+      throw new pulumi.ResourceError(`no registry endpoints for MachineDeployment ${namespace}/${mdName}: set registries in the stack config`, this);
+    }
+    // Validated here rather than in the provider: a bad bundle then fails the preview too.
+    const bundlePem = pulumi.output(args.bundlePem).apply((pem) => {
+      try {
+        refuseInvalidBundle(pem, args.machineDeployment);
+      } catch (e) {
+        throw new pulumi.ResourceError((e as Error).message, this);
+      }
+      return pem;
+    });
+    this.bundleHash = bundlePem.apply(bundleHash);
+
+    const trust = new WorkerTrustResource(name, {
+      kubeconfig: pulumi.secret(args.kubeconfig),
+      context: args.context,
+      namespace,
+      name: mdName,
+      apiVersion: args.apiVersion,
+      endpoints: args.endpoints.map((e) => ({ host: e.host, port: e.port, mirrorOf: [...e.mirrorOf] })),
+      bundlePem,
+      bundleHash: this.bundleHash,
+      holder: `${pulumi.getProject()}/${pulumi.getStack()}`,
+      adopt: args.adopt,
+      osTrustStore: args.osTrustStore,
+      waitForRollout: args.waitForRollout,
+      rolloutTimeoutSeconds: args.rolloutTimeoutSeconds,
+      leaseWaitTimeoutSeconds: args.leaseWaitTimeoutSeconds,
+      conflictDeadlineSeconds: args.conflictDeadlineSeconds,
+    }, { parent: this, additionalSecretOutputs: ["kubeconfig"] });
+
+    this.template = trust.template;
+    this.generation = trust.generation;
+    this.servedVersion = trust.servedVersion;
+    this.ownedPaths = trust.ownedPaths;
+    this.registerOutputs({ template: this.template, generation: this.generation, servedVersion: this.servedVersion, ownedPaths: this.ownedPaths, bundleHash: this.bundleHash });
+  }
+}

@@ -1,0 +1,237 @@
+import { ObjectRef, pickVersion } from "../kcp/api";
+import { httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
+import { acquireLease, HeldLease, LeaseOptions } from "../kcp/lease";
+import { canonicalJson, Desired, desiredEntries, KCP_CONTENT_LIMIT, NOTHING, Ownership, TrustSpec } from "../kcp/plan";
+import { Attempt, ConflictPolicy, retryOnConflict } from "../kcp/retry";
+import { waitForRollout } from "../kcp/rollout";
+import { Phase } from "../kcp/sequencer";
+import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
+import { machineDeploymentRolloutState } from "./rollout";
+import { BASE_ANNOTATION, configRefName, isOurs, labelSelector, planTemplate, repointed, templateLabels } from "./template";
+
+/*
+ * Puts our trust entries into the bootstrap template of one MachineDeployment, so that every machine it
+ * creates from now on (rollouts, the cluster autoscaler) trusts the registry: lease on the MachineDeployment
+ * → read it and the KubeadmConfigTemplate it names → create a copy with our entries (content-addressed
+ * name) → repoint configRef.name with the resourceVersion read, 409s retried like the KCP sequencer's →
+ * read back → wait for the rollout → delete our templates no MachineDeployment names any more.
+ */
+
+export interface WorkerTarget extends ObjectRef {
+  /** Cluster API version to use. @default v1beta2 when served, else v1beta1 */
+  readonly apiVersion?: CapiVersion;
+}
+
+export type WorkerPhase = Phase | "template-created" | "pruned";
+
+export interface WorkerEvent {
+  /** Epoch ms. */
+  readonly at: number;
+  readonly holder: string;
+  readonly phase: WorkerPhase;
+  readonly message: string;
+}
+
+export interface WorkerOptions {
+  /** Lease holder identity: stack + run id. */
+  readonly holder: string;
+  /** Take over files at our paths that registry-trust did not write. @default false */
+  readonly adopt?: boolean;
+  readonly lease?: Omit<LeaseOptions, "holder" | "onWait">;
+  readonly conflict?: ConflictPolicy;
+  readonly rollout?: {
+    /** Wait until the MachineDeployment has replaced its machines; our unreferenced templates are deleted only then. @default true */
+    readonly wait?: boolean;
+    /** @default 1800000 (30 min) */
+    readonly timeoutMs?: number;
+    /** @default 2000 */
+    readonly pollMs?: number;
+  };
+  readonly onEvent?: (e: WorkerEvent) => void;
+}
+
+export interface WorkerResult {
+  readonly version: CapiVersion;
+  /** The template the MachineDeployment names now, and the one it named before. */
+  readonly template: string;
+  readonly previousTemplate: string;
+  /** metadata.generation of the MachineDeployment naming `template`. */
+  readonly generation: number;
+  /** False when the MachineDeployment already named the right template. */
+  readonly written: boolean;
+  readonly attempts: number;
+  readonly conflicts: number;
+  /** Our templates deleted because no MachineDeployment names them. */
+  readonly pruned: string[];
+  readonly ownership: Ownership;
+}
+
+/** The permissions named in FORBIDDEN errors. */
+export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8s.io, " +
+  "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io and get/create/update/delete on leases.coordination.k8s.io";
+
+/**
+ * Writes the bundle (and hosts.toml per endpoint) into the MachineDeployment's bootstrap template. The
+ * bundle must have been validated (core/kcp/apply.ts refuseInvalidBundle; kept out of here for the same
+ * serialization reason as the KCP sequencer).
+ */
+export function writeWorkerTrust(api: WorkerApi, target: WorkerTarget, trust: TrustSpec, opts: WorkerOptions): Promise<WorkerResult> {
+  const desired = desiredEntries(target.name, { ...trust, inlineMaxChars: KCP_CONTENT_LIMIT });
+  if (desired.secret) {
+    throw kcpError("BUNDLE_TOO_LARGE", `the trust bundle for MachineDeployment ${target.namespace}/${target.name} has ${trust.bundlePem.length} characters, ` +
+      `above Cluster API's ${KCP_CONTENT_LIMIT} for a file's content; worker templates cannot take it from a Secret yet: retire old CAs from the bundle`);
+  }
+  return sequence(api, target, desired, opts);
+}
+
+/** Points the MachineDeployment back at a template without our entries (its base when unchanged). */
+export function removeWorkerTrust(api: WorkerApi, target: WorkerTarget, opts: WorkerOptions): Promise<WorkerResult> {
+  return sequence(api, target, NOTHING, opts);
+}
+
+function refuse(e: unknown, attempted: string): unknown {
+  return refuseForbidden(e, attempted, WORKER_GRANTS);
+}
+
+async function readMd(api: WorkerApi, target: WorkerTarget, version: CapiVersion): Promise<KubeObject> {
+  try {
+    return await api.getMachineDeployment(target, version);
+  } catch (e) {
+    if (httpStatus(e) === 404) {
+      throw kcpError("MACHINE_DEPLOYMENT_NOT_FOUND", `MachineDeployment ${target.namespace}/${target.name} not found (${version}); check the name, namespace and kubeconfig context`);
+    }
+    throw refuse(e, `read MachineDeployment ${target.namespace}/${target.name}`);
+  }
+}
+
+async function readTemplate(api: WorkerApi, ref: ObjectRef, version: CapiVersion): Promise<KubeObject | undefined> {
+  try {
+    return await api.getTemplate(ref, version);
+  } catch (e) {
+    throw refuse(e, `read KubeadmConfigTemplate ${ref.namespace}/${ref.name}`);
+  }
+}
+
+/** Creates the template unless it exists; an existing one must have the content its name stands for. */
+async function ensureTemplate(api: WorkerApi, body: KubeObject, version: CapiVersion): Promise<boolean> {
+  const ref = { namespace: body.metadata.namespace ?? "", name: body.metadata.name ?? "" };
+  const what = `KubeadmConfigTemplate ${ref.namespace}/${ref.name}`;
+  const same = (t: KubeObject) => canonicalJson(t.spec) === canonicalJson(body.spec);
+  const existing = await readTemplate(api, ref, version);
+  if (!existing) {
+    try {
+      await api.createTemplate(body, version);
+    } catch (e) {
+      // A concurrent create of the same name is checked like an existing one below; a 409 must not reach the retry loop as a conflict.
+      if (httpStatus(e) !== 409) throw refuse(e, `create ${what}`);
+    }
+  }
+  const now = await readTemplate(api, ref, version);
+  if (!now) throw new Error(`${what} was created but cannot be read back`);
+  if (!same(now)) {
+    throw kcpError("TEMPLATE_CONFLICT", `${what} exists with other content than registry-trust derives for this name; ` +
+      "registry-trust names its templates after their content and never rewrites them: delete it if it was made by hand");
+  }
+  return !existing;
+}
+
+async function prune(api: WorkerApi, target: WorkerTarget, version: CapiVersion): Promise<string[]> {
+  try {
+    const referenced = new Set<string>();
+    for (const md of await api.listMachineDeployments(target.namespace, version)) {
+      try {
+        referenced.add(configRefName(md));
+      } catch {
+        // A MachineDeployment bootstrapping otherwise names none of ours.
+      }
+    }
+    const pruned: string[] = [];
+    for (const t of await api.listTemplates(target.namespace, version, labelSelector(templateLabels(target.name)))) {
+      const name = t.metadata.name ?? "";
+      if (referenced.has(name) || !isOurs(t, target.name)) continue;
+      try {
+        await api.deleteTemplate({ namespace: target.namespace, name }, version, t.metadata.resourceVersion ?? "");
+        pruned.push(name);
+      } catch (e) {
+        // Changed since listed: someone else uses it now, leave it.
+        if (httpStatus(e) !== 409) throw e;
+      }
+    }
+    return pruned;
+  } catch (e) {
+    throw refuse(e, `delete unreferenced registry-trust KubeadmConfigTemplates of ${target.namespace}/${target.name}`);
+  }
+}
+
+async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, opts: WorkerOptions): Promise<WorkerResult> {
+  const emit = (phase: WorkerPhase, message: string) => opts.onEvent?.({ at: Date.now(), holder: opts.holder, phase, message });
+  const what = `MachineDeployment ${target.namespace}/${target.name}`;
+  const served = await api.servedVersions(MD_GROUP).catch((e) => {
+    throw refuse(e, "discover the served API versions");
+  });
+  const version = pickVersion(served, target.apiVersion, `${MD_GROUP} (MachineDeployment)`);
+  // Refused before a Lease is created for something that does not exist.
+  configRefName(await readMd(api, target, version));
+
+  let lease: HeldLease;
+  try {
+    lease = await acquireLease(api, target, { ...opts.lease, holder: opts.holder, onWait: (m) => emit("lease-wait", m) }, "MachineDeployment");
+  } catch (e) {
+    throw refuse(e, `take the Lease for ${what}`);
+  }
+  emit("lease-acquired", `Lease ${lease.ref.namespace}/${lease.ref.name} acquired`);
+  try {
+    let previous: string | undefined;
+    let written = false;
+    const r = await retryOnConflict(what, opts.conflict ?? {}, async (attempt): Promise<Attempt<{ generation: number; template: string }>> => {
+      const md = await readMd(api, target, version);
+      const currentName = configRefName(md);
+      previous ??= currentName;
+      const current = await readTemplate(api, { namespace: target.namespace, name: currentName }, version);
+      if (!current) {
+        throw kcpError("TEMPLATE_NOT_FOUND", `${what} names KubeadmConfigTemplate ${target.namespace}/${currentName}, which does not exist; ` +
+          "fix spec.template.spec.bootstrap.configRef first");
+      }
+      const baseName = isOurs(current, target.name) ? current.metadata.annotations?.[BASE_ANNOTATION] : undefined;
+      const base = baseName ? await readTemplate(api, { namespace: target.namespace, name: baseName }, version) : undefined;
+      const plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt });
+      if (plan.create && (await ensureTemplate(api, plan.create, version))) {
+        emit("template-created", `KubeadmConfigTemplate ${target.namespace}/${plan.name} created from ${currentName}`);
+      }
+      const update = repointed(md, plan.name);
+      let generation = md.metadata.generation ?? 0;
+      if (update) {
+        generation = (await api.replaceMachineDeployment(target, version, update)).metadata.generation ?? 0;
+        written = true;
+        emit("written", `${what} now names ${plan.name} (generation ${generation}, attempt ${attempt})`);
+      } else {
+        emit("unchanged", `${what} already names ${plan.name}`);
+      }
+      const named = configRefName(await readMd(api, target, version));
+      if (named !== plan.name) return { conflict: `read back after the write: configRef names ${named}, not ${plan.name} (another writer changed it)` };
+      emit("verified", `read back ${what}: it names ${plan.name}`);
+      return { done: { generation, template: plan.name } };
+    }, { check: () => lease.check(), onConflict: (m) => emit("conflict", m), grants: WORKER_GRANTS });
+
+    const { generation, template } = r.value;
+    let pruned: string[] = [];
+    const rollout = opts.rollout ?? {};
+    if (rollout.wait ?? true) {
+      await waitForRollout(() => readMd(api, target, version), (md) => machineDeploymentRolloutState(md, version, generation), generation, {
+        timeoutMs: rollout.timeoutMs ?? 1_800_000,
+        pollMs: rollout.pollMs ?? 2_000,
+        what,
+        check: () => lease.check(),
+        onProgress: (s) => emit("rollout", s),
+      });
+      emit("rollout-done", `${what} rolled out generation ${generation}`);
+      // Only now no MachineSet of the MachineDeployment still creates machines from an older template.
+      pruned = await prune(api, target, version);
+      if (pruned.length > 0) emit("pruned", `deleted KubeadmConfigTemplates no MachineDeployment names: ${pruned.join(", ")}`);
+    }
+    return { version, template, previousTemplate: previous ?? template, generation, written, attempts: r.attempts, conflicts: r.conflicts, pruned, ownership: desired.ownership };
+  } finally {
+    await lease.release();
+    emit("released", `Lease ${lease.ref.namespace}/${lease.ref.name} released`);
+  }
+}

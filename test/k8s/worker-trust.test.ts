@@ -1,0 +1,163 @@
+// core/workers against a real etcd + kube-apiserver with the real Cluster API CRDs (MachineDeployment,
+// KubeadmConfigTemplate) while a simulated MachineDeployment controller writes concurrently.
+import { KubeObject } from "../../core/workers/api";
+import { isKcpError, KcpErrorCode } from "../../core/kcp/errors";
+import { leaseRef } from "../../core/kcp/lease";
+import { desiredEntries, FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
+import { removeWorkerTrust, WorkerEvent, WorkerOptions, writeWorkerTrust } from "../../core/workers/sequencer";
+import { BASE_ANNOTATION, configRefName } from "../../core/workers/template";
+import { CapiVersion, WorkerApi } from "../../core/workers/api";
+import { TestPki } from "../support/pki";
+import { ApiServer, startApiServer } from "./apiserver";
+import { caBundles, NAMESPACE, OTHERS_FILES } from "./kcp-support";
+import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
+
+jest.setTimeout(120_000);
+
+const endpoints = [{ host: "registry.test", port: 5000, mirrorOf: ["docker.io"] }];
+const pki = new TestPki();
+const [bundleA, bundleB] = caBundles(pki, 2);
+afterAll(() => pki.cleanup());
+
+function options(holder: string, events: WorkerEvent[] = [], extra: Partial<WorkerOptions> = {}): WorkerOptions {
+  return {
+    holder,
+    lease: { durationSeconds: 2, retryMs: 50, waitTimeoutMs: 20_000 },
+    conflict: { deadlineMs: 20_000, baseDelayMs: 10, maxDelayMs: 200 },
+    rollout: { timeoutMs: 20_000, pollMs: 25 },
+    onEvent: (e) => events.push(e),
+    ...extra,
+  };
+}
+
+const templateFiles = (t: KubeObject) => (t.spec!.template as { spec: { files: FileEntry[] } }).spec.files;
+
+async function refusal(p: Promise<unknown>, code: KcpErrorCode): Promise<Error> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  if (!isKcpError(err, code)) throw new Error(`expected a ${code} refusal, got ${err instanceof Error ? err.stack : String(err)}`);
+  return err;
+}
+
+/** The real API with a pause between our read and our MachineDeployment write: the controller writes in between. */
+function slowRepoint(api: WorkerApi, pauseMs: number): WorkerApi & { paused: number } {
+  const wrapped = {
+    ...api,
+    paused: 0,
+    async replaceMachineDeployment(...args: Parameters<WorkerApi["replaceMachineDeployment"]>) {
+      if (wrapped.paused++ === 0) await new Promise((r) => setTimeout(r, pauseMs));
+      return api.replaceMachineDeployment(...args);
+    },
+  };
+  return wrapped;
+}
+
+const scenario = (version: CapiVersion, env: () => ApiServer) => async () => {
+  const api = workerApi(env());
+  const name = `workers-${version}`;
+  const target = { namespace: NAMESPACE, name, apiVersion: version };
+  const base = await createTemplate(env(), version, `${name}-base`);
+  // Other writers' files as the apiserver serves them: what must come back byte for byte.
+  const others = JSON.stringify(templateFiles(base));
+  await createMachineDeployment(env(), version, name, templateRef(version, base.metadata.name!));
+  const sim = new SimMachineDeploymentController(env(), version, name);
+  const events: WorkerEvent[] = [];
+  try {
+    const slow = slowRepoint(api, 120);
+    const first = await writeWorkerTrust(slow, target, { endpoints, bundlePem: bundleA }, options("stack/run-1", events));
+    expect(first.version).toBe(version);
+    expect(first.conflicts).toBeGreaterThanOrEqual(1);
+    expect(events.some((e) => e.phase === "conflict" && /the object has been modified/.test(e.message))).toBe(true);
+    expect(first.written).toBe(true);
+    expect(first.previousTemplate).toBe(`${name}-base`);
+    expect(first.template).toMatch(new RegExp(`^${name}-base-rt-[0-9a-f]{12}$`));
+
+    const created = (await api.getTemplate({ namespace: NAMESPACE, name: first.template }, version))!;
+    const d = desiredEntries(name, { endpoints, bundlePem: bundleA });
+    expect(JSON.stringify(templateFiles(created).slice(0, OTHERS_FILES.length))).toBe(others);
+    expect(templateFiles(created).slice(OTHERS_FILES.length)).toEqual(d.files);
+    expect(JSON.parse(created.metadata.annotations![OWNERSHIP_ANNOTATION])).toEqual(d.ownership);
+    expect(created.metadata.annotations![BASE_ANNOTATION]).toBe(`${name}-base`);
+    expect(created.metadata.labels!["cluster.x-k8s.io/cluster-name"]).toBe("c1");
+    // The base is untouched: machines of the old revision keep what they had.
+    expect(JSON.stringify(templateFiles((await api.getTemplate({ namespace: NAMESPACE, name: `${name}-base` }, version))!))).toBe(others);
+
+    let md = await api.getMachineDeployment(target, version);
+    expect(configRefName(md)).toBe(first.template);
+    // Rolled out, in this version's status shape, before the call returned.
+    expect(sim.rolledOut).toContain(first.generation);
+    expect(md.status![version === "v1beta2" ? "upToDateReplicas" : "updatedReplicas"]).toBe(2);
+    expect(events.map((e) => e.phase).filter((p) => !["conflict", "rollout", "written", "template-created", "verified"].includes(p)))
+      .toEqual(["lease-acquired", "rollout-done", "released"]);
+    expect(await api.getLease(leaseRef(target, "MachineDeployment"))).toBeUndefined();
+
+    // Same bundle: no new template, no write.
+    const countBefore = (await api.listTemplates(NAMESPACE, version, "")).length;
+    const again = await writeWorkerTrust(api, target, { endpoints, bundlePem: bundleA }, options("stack/run-2"));
+    expect(again).toMatchObject({ written: false, template: first.template, pruned: [] });
+    expect((await api.listTemplates(NAMESPACE, version, "")).length).toBe(countBefore);
+    expect((await api.getMachineDeployment(target, version)).metadata.generation).toBe(first.generation);
+
+    // Rotation: a new template derived from the same base; the one no MachineDeployment names is deleted.
+    const rotated = await writeWorkerTrust(api, target, { endpoints, bundlePem: bundleB }, options("stack/run-3"));
+    expect(rotated.template).toMatch(new RegExp(`^${name}-base-rt-[0-9a-f]{12}$`));
+    expect(rotated.template).not.toBe(first.template);
+    expect(rotated.pruned).toEqual([first.template]);
+    expect(await api.getTemplate({ namespace: NAMESPACE, name: first.template }, version)).toBeUndefined();
+    const t = (await api.getTemplate({ namespace: NAMESPACE, name: rotated.template }, version))!;
+    expect(JSON.stringify(templateFiles(t).slice(0, OTHERS_FILES.length))).toBe(others);
+    expect(templateFiles(t).filter((f) => f.path.endsWith("/ca.crt")).map((f) => f.content)).toEqual([bundleB]);
+    expect(templateFiles(t)).toHaveLength(OTHERS_FILES.length + d.files.length);
+
+    // Remove: back to the unchanged base, ours deleted.
+    const removed = await removeWorkerTrust(api, target, options("stack/run-4"));
+    expect(removed).toMatchObject({ template: `${name}-base`, written: true, pruned: [rotated.template] });
+    md = await api.getMachineDeployment(target, version);
+    expect(configRefName(md)).toBe(`${name}-base`);
+    expect(await api.listTemplates(NAMESPACE, version, "app.kubernetes.io/managed-by=registry-trust")).toEqual([]);
+  } finally {
+    await sim.stop();
+  }
+  expect(sim.errors).toEqual([]);
+  expect(sim.heartbeats).toBeGreaterThan(10);
+};
+
+const refusals = (version: CapiVersion, env: () => ApiServer) => async () => {
+  const api = workerApi(env());
+  const missing = await refusal(writeWorkerTrust(api, { namespace: NAMESPACE, name: "nope", apiVersion: version }, { endpoints, bundlePem: bundleA }, options("r/1")),
+    "MACHINE_DEPLOYMENT_NOT_FOUND");
+  expect(missing.message).toMatch(/MachineDeployment default\/nope not found/);
+  expect(await api.getLease(leaseRef({ namespace: NAMESPACE, name: "nope" }, "MachineDeployment"))).toBeUndefined();
+
+  const name = `other-bootstrap-${version}`;
+  const ref: Record<string, string> = version === "v1beta2"
+    ? { apiGroup: "bootstrap.example.com", kind: "TalosConfigTemplate", name: "talos" }
+    : { apiVersion: "bootstrap.example.com/v1alpha3", kind: "TalosConfigTemplate", name: "talos" };
+  await createMachineDeployment(env(), version, name, ref);
+  const other = await refusal(writeWorkerTrust(api, { namespace: NAMESPACE, name, apiVersion: version }, { endpoints, bundlePem: bundleA }, options("r/2")),
+    "UNSUPPORTED_BOOTSTRAP");
+  expect(other.message).toMatch(/bootstraps from TalosConfigTemplate talos \(bootstrap\.example\.com\), not a KubeadmConfigTemplate/);
+  expect((await api.listTemplates(NAMESPACE, version, "app.kubernetes.io/managed-by=registry-trust")).length).toBe(0);
+};
+
+describe("v1beta2 (CAPI's storage version)", () => {
+  let env: ApiServer;
+  beforeAll(async () => {
+    env = await startApiServer();
+  });
+  afterAll(async () => env?.stop());
+
+  test("a new template with our files, other files byte for byte; MachineDeployment repointed through real 409s; idempotent; rotation prunes; remove restores the base",
+    scenario("v1beta2", () => env));
+  test("refused before anything changes: MachineDeployment not found, bootstrap not a KubeadmConfigTemplate", refusals("v1beta2", () => env));
+});
+
+describe("v1beta1 (stored as v1beta1: the bare apiserver cannot convert)", () => {
+  let env: ApiServer;
+  beforeAll(async () => {
+    env = await startApiServer({ storageVersion: "v1beta1" });
+  });
+  afterAll(async () => env?.stop());
+
+  test("the same scenario in the v1beta1 shapes (configRef apiVersion, status.updatedReplicas)", scenario("v1beta1", () => env));
+  test("the same refusals in v1beta1", refusals("v1beta1", () => env));
+});
