@@ -1,0 +1,115 @@
+// The WorkerTrust dynamic provider as Pulumi runs it: serialized under ts-node and tsx, loaded back with
+// require-from-string in a plain node process, and driven through diff/create/update/delete against the
+// real apiserver while the simulated MachineDeployment controller writes.
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import type { WorkerTrustInputs } from "../../components/worker-trust-provider";
+import { FileEntry } from "../../core/kcp/plan";
+import { configRefName } from "../../core/workers/template";
+import { bundleHash } from "../../core/x509/bundle";
+import { TestPki } from "../support/pki";
+import { ApiServer, startApiServer } from "./apiserver";
+import { caBundles, NAMESPACE } from "./kcp-support";
+import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
+
+jest.setTimeout(120_000);
+
+const run = promisify(execFile);
+const repoRoot = path.resolve(__dirname, "..", "..");
+const pki = new TestPki();
+const [bundleA, bundleB] = caBundles(pki, 2);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "registry-trust-worker-provider-"));
+const providerFile = path.join(dir, "provider.js");
+const childEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+
+let env: ApiServer;
+let sim: SimMachineDeploymentController | undefined;
+
+beforeAll(async () => {
+  env = await startApiServer();
+  const { stdout } = await run(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(__dirname, "worker-trust-serialize.ts")],
+    { cwd: repoRoot, env: childEnv, maxBuffer: 16 << 20 });
+  fs.writeFileSync(providerFile, stdout);
+});
+afterAll(async () => {
+  await sim?.stop();
+  await env?.stop();
+  pki.cleanup();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function call(method: "diff" | "create" | "update" | "delete", ...args: unknown[]): Promise<any> {
+  const request = path.join(dir, `${method}-${Date.now()}.json`);
+  fs.writeFileSync(request, JSON.stringify(args), { mode: 0o600 });
+  const host = `
+    const fs = require("fs");
+    const provider = require("require-from-string")(fs.readFileSync(process.argv[1], "utf8")).handler();
+    const args = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+    provider[process.argv[3]](...args).then((r) => console.log(JSON.stringify(r ?? null)), (e) => { console.error(e.message); process.exit(1); });`;
+  const { stdout } = await run(process.execPath, ["-e", host, providerFile, request, method], { cwd: repoRoot, env: childEnv });
+  return JSON.parse(stdout);
+}
+
+function inputs(bundlePem: string, extra: Partial<WorkerTrustInputs> = {}): WorkerTrustInputs {
+  return {
+    kubeconfig: fs.readFileSync(env.kubeconfigPath, "utf8"),
+    namespace: NAMESPACE,
+    name: "pool",
+    endpoints: [{ host: "registry.test", port: 5000, mirrorOf: [] }],
+    bundlePem,
+    bundleHash: bundleHash(bundlePem),
+    holder: "registry-trust/test",
+    rolloutTimeoutSeconds: 20,
+    ...extra,
+  };
+}
+
+test("the serialized provider captures client-node only as a require() inside its methods, and no x509 parser", async () => {
+  const text = fs.readFileSync(providerFile, "utf8");
+  expect(text).toContain('require("@kubernetes/client-node")');
+  expect(text).not.toMatch(/asn1/i);
+  const { stdout } = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "worker-trust-serialize.ts")], { cwd: repoRoot, env: childEnv, maxBuffer: 16 << 20 });
+  expect(stdout).toContain('require("@kubernetes/client-node")');
+  expect(stdout).not.toMatch(/asn1/i);
+});
+
+test("create, diff, update and delete through the serialized provider on the real apiserver", async () => {
+  const api = workerApi(env);
+  const md = { namespace: NAMESPACE, name: "pool" };
+  const caOf = async (name: string) =>
+    ((await api.getTemplate({ namespace: NAMESPACE, name }, "v1beta2"))!.spec!.template as { spec: { files: FileEntry[] } }).spec.files.find((f) => f.path.endsWith("/ca.crt"))?.content;
+  await createTemplate(env, "v1beta2", "pool-base");
+  await createMachineDeployment(env, "v1beta2", "pool", templateRef("v1beta2", "pool-base"));
+  sim = new SimMachineDeploymentController(env, "v1beta2", "pool");
+
+  const c = await call("create", inputs(bundleA));
+  expect(c.id).toBe("default/pool");
+  expect(c.outs).toMatchObject({ servedVersion: "v1beta2", bundleHash: bundleHash(bundleA) });
+  expect(c.outs.template).toMatch(/^pool-base-rt-[0-9a-f]{12}$/);
+  expect(configRefName(await api.getMachineDeployment(md, "v1beta2"))).toBe(c.outs.template);
+  expect(await caOf(c.outs.template)).toBe(bundleA);
+
+  expect(await call("diff", c.id, c.outs, inputs(bundleA))).toMatchObject({ changes: false, replaces: [] });
+  expect(await call("diff", c.id, c.outs, inputs(bundleA, { kubeconfig: env.kubeconfigPath }))).toMatchObject({ changes: false });
+  expect(await call("diff", c.id, c.outs, inputs(bundleB))).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
+  expect(await call("diff", c.id, c.outs, inputs(bundleA, { name: "other" }))).toMatchObject({ changes: true, replaces: ["name"] });
+
+  const u = await call("update", c.id, c.outs, inputs(bundleB, { kubeconfig: env.kubeconfigPath }));
+  expect(u.outs.template).not.toBe(c.outs.template);
+  expect(await caOf(u.outs.template)).toBe(bundleB);
+  expect(await api.getTemplate({ namespace: NAMESPACE, name: c.outs.template }, "v1beta2")).toBeUndefined();
+
+  expect(await call("delete", c.id, u.outs)).toBeNull();
+  expect(configRefName(await api.getMachineDeployment(md, "v1beta2"))).toBe("pool-base");
+  expect(await api.getTemplate({ namespace: NAMESPACE, name: u.outs.template }, "v1beta2")).toBeUndefined();
+  await sim.stop();
+  expect(sim.errors).toEqual([]);
+});
+
+test("a missing MachineDeployment: create fails clearly, delete has nothing to remove", async () => {
+  await expect(call("create", inputs(bundleA, { name: "missing" }))).rejects.toThrow(/MachineDeployment default\/missing not found/);
+  expect(await call("delete", "default/missing", inputs(bundleA, { name: "missing" }))).toBeNull();
+});
