@@ -24,16 +24,30 @@ interface Condition {
 
 const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
 
-export function rolloutState(kcp: KcpObject, version: KcpVersion, generation: number): RolloutState {
-  const status = kcp.status ?? {};
-  const wanted = kcp.spec?.replicas ?? 1;
+/** Replica counts of a KCP or MachineDeployment once its controller has seen `generation`; undefined before. */
+export function replicaCounts(o: KcpObject, version: KcpVersion, generation: number): { observed: number; wanted: number; upToDate: number; ready: number; replicas: number } | undefined {
+  const status = o.status ?? {};
   const observed = num(status.observedGeneration);
-  if (observed === undefined || observed < generation) {
-    return { done: false, summary: `waiting for the controller to observe generation ${generation} (observed: ${observed ?? "none"})` };
-  }
-  const upToDate = num(version === "v1beta2" ? status.upToDateReplicas : status.updatedReplicas) ?? 0;
-  const ready = num(status.readyReplicas) ?? 0;
-  const replicas = num(status.replicas) ?? 0;
+  if (observed === undefined || observed < generation) return undefined;
+  return {
+    observed,
+    wanted: o.spec?.replicas ?? 1,
+    // The same count, renamed in v1beta2.
+    upToDate: num(version === "v1beta2" ? status.upToDateReplicas : status.updatedReplicas) ?? 0,
+    ready: num(status.readyReplicas) ?? 0,
+    replicas: num(status.replicas) ?? 0,
+  };
+}
+
+export function notObserved(o: KcpObject, generation: number): RolloutState {
+  return { done: false, summary: `waiting for the controller to observe generation ${generation} (observed: ${num(o.status?.observedGeneration) ?? "none"})` };
+}
+
+export function rolloutState(kcp: KcpObject, version: KcpVersion, generation: number): RolloutState {
+  const counts = replicaCounts(kcp, version, generation);
+  if (!counts) return notObserved(kcp, generation);
+  const { observed, wanted, upToDate, ready, replicas } = counts;
+  const status = kcp.status ?? {};
   const [type, settled] = version === "v1beta2" ? ["RollingOut", "False"] : ["MachinesSpecUpToDate", "True"];
   const conditions = (Array.isArray(status.conditions) ? status.conditions : []) as Condition[];
   const condition = conditions.find((c) => c.type === type);

@@ -4,7 +4,7 @@ import { acquireLease, HeldLease, LeaseOptions } from "../kcp/lease";
 import { canonicalJson, Desired, desiredEntries, KCP_CONTENT_LIMIT, NOTHING, Ownership, TrustSpec } from "../kcp/plan";
 import { Attempt, ConflictPolicy, retryOnConflict } from "../kcp/retry";
 import { waitForRollout } from "../kcp/rollout";
-import { Phase } from "../kcp/sequencer";
+import { Phase, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
 import { machineDeploymentRolloutState } from "./rollout";
 import { BASE_ANNOTATION, configRefName, isOurs, labelSelector, planTemplate, repointed, templateLabels } from "./template";
@@ -39,14 +39,8 @@ export interface WorkerOptions {
   readonly adopt?: boolean;
   readonly lease?: Omit<LeaseOptions, "holder" | "onWait">;
   readonly conflict?: ConflictPolicy;
-  readonly rollout?: {
-    /** Wait until the MachineDeployment has replaced its machines; our unreferenced templates are deleted only then. @default true */
-    readonly wait?: boolean;
-    /** @default 1800000 (30 min) */
-    readonly timeoutMs?: number;
-    /** @default 2000 */
-    readonly pollMs?: number;
-  };
+  /** As the KCP sequencer's; our unreferenced templates are deleted only once the rollout was awaited. */
+  readonly rollout?: SequencerOptions["rollout"];
   readonly onEvent?: (e: WorkerEvent) => void;
 }
 
