@@ -1,8 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import { ObjectRef, OsFamily, RegistryEndpoint } from "../core/config/model";
+import { ObjectRef, OsFamily } from "../core/config/model";
 import { KcpVersion } from "../core/kcp/api";
-import { refuseInvalidBundle } from "../core/kcp/apply";
-import { bundleHash } from "../core/x509/bundle";
+import { ClusterObjectTrustArgs, checkedTrustInputs } from "./cluster-object-trust";
 import { ControlPlaneTrustInputs, ControlPlaneTrustOutputs, controlPlaneTrustProvider } from "./control-plane-trust-provider";
 
 /*
@@ -10,17 +9,9 @@ import { ControlPlaneTrustInputs, ControlPlaneTrustOutputs, controlPlaneTrustPro
  * resource and decide what is written, which Pulumi must know while registering it. The bundle and the
  * kubeconfig are Inputs, the kubeconfig always kept secret.
  */
-export interface ControlPlaneTrustArgs {
-  /** Kubeconfig of the management cluster: file content, or a path read when the provider runs. Stored as a secret. */
-  readonly kubeconfig: pulumi.Input<string>;
-  /** Kubeconfig context. @default the kubeconfig's current context */
-  readonly context?: string;
+export interface ControlPlaneTrustArgs extends ClusterObjectTrustArgs {
   /** The KubeadmControlPlane whose machines receive the bundle. */
   readonly controlPlane: ObjectRef;
-  /** Registry endpoints: a CA file and a containerd hosts.toml each (plus hosts.toml for mirrored upstreams). */
-  readonly endpoints: readonly RegistryEndpoint[];
-  /** The PEM trust bundle (e.g. RegistryPki.bundlePem, which resolves only once verified). */
-  readonly bundlePem: pulumi.Input<string>;
   /** KCP API version to use. @default v1beta2 when served, else v1beta1 */
   readonly apiVersion?: KcpVersion;
   /** Take over files at our paths that registry-trust did not write. @default false */
@@ -57,8 +48,6 @@ class ControlPlaneTrustResource extends pulumi.dynamic.Resource {
   }
 }
 
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
 /**
  * Puts the registry trust bundle and containerd hosts.toml files into one Cluster API KubeadmControlPlane
  * (spec.kubeadmConfigSpec.files) without losing or interleaving updates: a Lease per KCP, writes with the
@@ -77,39 +66,17 @@ export class ControlPlaneTrust extends pulumi.ComponentResource {
 
   constructor(name: string, args: ControlPlaneTrustArgs, opts?: pulumi.ComponentResourceOptions) {
     super("registry-trust:index:ControlPlaneTrust", name, {}, opts);
-    const { namespace, name: kcpName } = args.controlPlane;
-    if (!DNS_SUBDOMAIN.test(namespace) || !DNS_SUBDOMAIN.test(kcpName)) {
-      throw new pulumi.ResourceError(`controlPlane ${namespace}/${kcpName} is not a valid namespace/name (lowercase DNS names)`, this);
-    }
-    if (args.endpoints.length === 0) {
-      throw new pulumi.ResourceError(`no registry endpoints for control plane ${namespace}/${kcpName}: set registries in the stack config`, this);
-    }
+    const { bundleHash, inputs } = checkedTrustInputs(this, "controlPlane", "control plane", args.controlPlane, args);
     const inline = args.inlineMaxChars;
     if (inline !== undefined && (!Number.isInteger(inline) || inline < 0)) {
       throw new pulumi.ResourceError(`inlineMaxChars must be a non-negative integer, got ${inline}`, this);
     }
 
-    // Validated here rather than in the provider: a bad bundle then fails the preview too.
-    const bundlePem = pulumi.output(args.bundlePem).apply((pem) => {
-      try {
-        refuseInvalidBundle(pem, args.controlPlane);
-      } catch (e) {
-        throw new pulumi.ResourceError((e as Error).message, this);
-      }
-      return pem;
-    });
-    this.bundleHash = bundlePem.apply(bundleHash);
+    this.bundleHash = bundleHash;
 
     const trust = new ControlPlaneTrustResource(name, {
-      kubeconfig: pulumi.secret(args.kubeconfig),
-      context: args.context,
-      namespace,
-      name: kcpName,
+      ...inputs,
       apiVersion: args.apiVersion,
-      endpoints: args.endpoints.map((e) => ({ host: e.host, port: e.port, mirrorOf: [...e.mirrorOf] })),
-      bundlePem,
-      bundleHash: this.bundleHash,
-      holder: `${pulumi.getProject()}/${pulumi.getStack()}`,
       adopt: args.adopt,
       inlineMaxChars: inline,
       osTrustStore: args.osTrustStore,

@@ -1,25 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
-import { ObjectRef, OsFamily, RegistryEndpoint } from "../core/config/model";
-import { refuseInvalidBundle } from "../core/kcp/apply";
-import { bundleHash } from "../core/x509/bundle";
+import { ObjectRef, OsFamily } from "../core/config/model";
+import { ClusterObjectTrustArgs, checkedTrustInputs } from "./cluster-object-trust";
 import { CapiVersion } from "../core/workers/api";
 import { WorkerTrustInputs, WorkerTrustOutputs, workerTrustProvider } from "./worker-trust-provider";
 
 /*
  * Structural settings are plain values (they name the child resource and decide what is written); the
- * bundle and the kubeconfig are Inputs, the kubeconfig always kept secret. Same shape as ControlPlaneTrust.
+ * bundle and the kubeconfig are Inputs, the kubeconfig always kept secret. Same shape as ControlPlaneTrust,
+ * except that the bundle must fit inline (10,240 characters): templates do not take it from a Secret yet.
  */
-export interface WorkerTrustArgs {
-  /** Kubeconfig of the management cluster: file content, or a path read when the provider runs. Stored as a secret. */
-  readonly kubeconfig: pulumi.Input<string>;
-  /** Kubeconfig context. @default the kubeconfig's current context */
-  readonly context?: string;
+export interface WorkerTrustArgs extends ClusterObjectTrustArgs {
   /** The MachineDeployment whose new machines receive the bundle. */
   readonly machineDeployment: ObjectRef;
-  /** Registry endpoints: a CA file and a containerd hosts.toml each (plus hosts.toml for mirrored upstreams). */
-  readonly endpoints: readonly RegistryEndpoint[];
-  /** The PEM trust bundle (e.g. RegistryPki.bundlePem, which resolves only once verified). At most 10,240 characters. */
-  readonly bundlePem: pulumi.Input<string>;
   /** Cluster API version to use. @default v1beta2 when served, else v1beta1 */
   readonly apiVersion?: CapiVersion;
   /** Take over files at our paths in the MachineDeployment's template that registry-trust did not write. @default false */
@@ -52,8 +44,6 @@ class WorkerTrustResource extends pulumi.dynamic.Resource {
   }
 }
 
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
 /**
  * Makes the machines a Cluster API MachineDeployment creates from now on (rollouts, the cluster
  * autoscaler) trust the registry: a new KubeadmConfigTemplate named after its content, a copy of the
@@ -71,34 +61,12 @@ export class WorkerTrust extends pulumi.ComponentResource {
 
   constructor(name: string, args: WorkerTrustArgs, opts?: pulumi.ComponentResourceOptions) {
     super("registry-trust:index:WorkerTrust", name, {}, opts);
-    const { namespace, name: mdName } = args.machineDeployment;
-    if (!DNS_SUBDOMAIN.test(namespace) || !DNS_SUBDOMAIN.test(mdName)) {
-      throw new pulumi.ResourceError(`machineDeployment ${namespace}/${mdName} is not a valid namespace/name (lowercase DNS names)`, this);
-    }
-    if (args.endpoints.length === 0) {
-      throw new pulumi.ResourceError(`no registry endpoints for MachineDeployment ${namespace}/${mdName}: set registries in the stack config`, this);
-    }
-    // Validated here rather than in the provider: a bad bundle then fails the preview too.
-    const bundlePem = pulumi.output(args.bundlePem).apply((pem) => {
-      try {
-        refuseInvalidBundle(pem, args.machineDeployment);
-      } catch (e) {
-        throw new pulumi.ResourceError((e as Error).message, this);
-      }
-      return pem;
-    });
-    this.bundleHash = bundlePem.apply(bundleHash);
+    const { bundleHash, inputs } = checkedTrustInputs(this, "machineDeployment", "MachineDeployment", args.machineDeployment, args);
+    this.bundleHash = bundleHash;
 
     const trust = new WorkerTrustResource(name, {
-      kubeconfig: pulumi.secret(args.kubeconfig),
-      context: args.context,
-      namespace,
-      name: mdName,
+      ...inputs,
       apiVersion: args.apiVersion,
-      endpoints: args.endpoints.map((e) => ({ host: e.host, port: e.port, mirrorOf: [...e.mirrorOf] })),
-      bundlePem,
-      bundleHash: this.bundleHash,
-      holder: `${pulumi.getProject()}/${pulumi.getStack()}`,
       adopt: args.adopt,
       osTrustStore: args.osTrustStore,
       waitForRollout: args.waitForRollout,
