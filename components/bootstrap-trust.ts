@@ -9,9 +9,11 @@ import { checkDaemonSetImage, DaemonSetManifests, renderDaemonSet } from "../cor
  * any resource is registered, and they decide which resources exist. The bundle flows in as an Output.
  */
 export interface BootstrapTrustArgs {
+  /** Registry endpoints (and the upstreams they mirror) new nodes trust. */
   readonly registries: readonly RegistryEndpoint[];
   /** OS family of the nodes this boots; "auto" reads /etc/os-release on the node. @default "auto" */
   readonly os?: OsFamily;
+  /** Container runtimes configured on the nodes. */
   readonly runtimes: readonly Runtime[];
   /** PEM trust bundle (RegistryPki.bundlePem). */
   readonly bundlePem: pulumi.Input<string>;
@@ -19,6 +21,7 @@ export interface BootstrapTrustArgs {
   readonly servingChainPem?: pulumi.Input<string | undefined>;
   /** Names this installation's files on the nodes. @default "default" */
   readonly owner?: string;
+  /** Allow a runtime restart when its configuration must change (containerd config_path). @default true */
   readonly allowRuntimeRestart?: boolean;
   /**
    * Apply the DaemonSet option too. Its image MUST come from a registry the nodes already trust (never one

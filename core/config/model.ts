@@ -79,6 +79,8 @@ export interface StackConfig {
   readonly serving: ServingConfig;
   readonly ssh: { readonly user: string; readonly port: number; readonly useAgent: boolean };
   readonly nodes: readonly NodeConfig[];
+  /** OS family and runtimes of nodes not listed in `nodes` (new nodes booting with the cloud-init fragment). */
+  readonly nodeDefaults: { readonly os: OsFamily; readonly runtimes: readonly Runtime[] };
   readonly clusters: readonly ClusterConfig[];
   readonly policy: {
     readonly requireHostKeys: boolean;

@@ -293,6 +293,7 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
     serving: { mode: servingMode, keyAlgorithm: servingKeyAlg, validityDays: servingValidity, renewBeforeDays: renewBefore, chainPem, hasKey: servingKey !== undefined },
     ssh: { user: sshUser, port: sshPort, useAgent: sshKey === undefined },
     nodes: nodeList,
+    nodeDefaults: { os: nodeOs, runtimes: nodeRuntimes },
     clusters: clusters(r),
     policy: { requireHostKeys: requireHostKeys || production, allowRuntimeRestart: r.boolean("allowRuntimeRestart"), probeImage: probeImage || undefined, expiryWarningDays: r.integer("expiryWarningDays", 0, 365) },
   };

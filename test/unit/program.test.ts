@@ -27,6 +27,7 @@ describe("index.ts under mocks", () => {
     expect(outcome.resources.map((r) => `${r.type} ${r.name}`).sort()).toEqual([
       "command:remote:Command nodes-dev-cp-0",
       "command:remote:Command nodes-dev-worker-0",
+      "registry-trust:index:BootstrapTrust bootstrap",
       "registry-trust:index:NodeTrust nodes",
       "registry-trust:index:RegistryPki registry",
       "tls:index/certRequest:CertRequest registry-serving-csr",
@@ -35,7 +36,7 @@ describe("index.ts under mocks", () => {
       "tls:index/privateKey:PrivateKey registry-serving-key",
       "tls:index/selfSignedCert:SelfSignedCert registry-ca-g1",
     ]);
-    expect(outcome.outputs).toEqual(expect.arrayContaining(["bundlePem", "bundleHash", "caCertificates", "servingCertificate", "nodes", "controlPlaneTrust"]));
+    expect(outcome.outputs).toEqual(expect.arrayContaining(["bundlePem", "bundleHash", "caCertificates", "servingCertificate", "nodes", "controlPlaneTrust", "workerTemplates", "cloudInitFragment"]));
     expect(outcome.outputs).not.toContain("servingKeyPem");
   });
 
@@ -46,6 +47,15 @@ describe("index.ts under mocks", () => {
     expect(outcome.resources.map((r) => r.name)).toEqual(expect.arrayContaining([
       "nodes-prod-cp-0", "nodes-prod-cp-1", "nodes-prod-worker-0", "prod-mgmt-clusters-prod-workload-control-plane",
     ]));
+  });
+
+  test("the staging stack: its control plane and its MachineDeployment each get their trust resource", () => {
+    const outcome = runProgram("index.ts", engineConfig(stackValues("staging")), [], agent);
+    expect(outcome.errors).toEqual([]);
+    expect(outcome.resources.filter((r) => r.type === "registry-trust:index:ControlPlaneTrust" || r.type === "registry-trust:index:WorkerTrust").map((r) => `${r.type} ${r.name}`)).toEqual([
+      "registry-trust:index:ControlPlaneTrust stg-mgmt-clusters-stg-workload-control-plane",
+      "registry-trust:index:WorkerTrust stg-mgmt-clusters-stg-workload-md-0",
+    ]);
   });
 
   test("without SSH credentials the node configuration is refused, naming how to fix it", () => {
