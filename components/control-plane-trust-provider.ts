@@ -4,6 +4,7 @@ import { OsFamily } from "../core/config/model";
 import { clientNodeKcpApi, KcpVersion, loadKubeConfig } from "../core/kcp/api";
 import { isKcpError } from "../core/kcp/errors";
 import { canonicalJson } from "../core/kcp/plan";
+import { runOptions } from "../core/kcp/run-options";
 import { removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
 
 /*
@@ -59,15 +60,7 @@ async function run(action: "apply" | "remove", inputs: ControlPlaneTrustInputs):
   const { randomUUID } = require("node:crypto") as typeof import("node:crypto");
   const api = clientNodeKcpApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
   const target = { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion };
-  const seconds = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
-  const options: SequencerOptions = {
-    holder: `${inputs.holder}/${randomUUID()}`,
-    adopt: inputs.adopt,
-    rolloutAfter: inputs.rolloutAfter,
-    lease: { waitTimeoutMs: seconds(inputs.leaseWaitTimeoutSeconds) },
-    conflict: { deadlineMs: seconds(inputs.conflictDeadlineSeconds) },
-    rollout: { wait: inputs.waitForRollout, timeoutMs: seconds(inputs.rolloutTimeoutSeconds) },
-  };
+  const options: SequencerOptions = { ...runOptions(inputs, randomUUID()), rolloutAfter: inputs.rolloutAfter };
   if (action === "remove") return removeControlPlaneTrust(api, target, options);
   const trust = { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, inlineMaxChars: inputs.inlineMaxChars, osTrustStore: inputs.osTrustStore };
   return writeControlPlaneTrust(api, target, trust, options);

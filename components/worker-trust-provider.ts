@@ -4,6 +4,7 @@ import { OsFamily } from "../core/config/model";
 import { loadKubeConfig } from "../core/kcp/api";
 import { isKcpError } from "../core/kcp/errors";
 import { canonicalJson } from "../core/kcp/plan";
+import { runOptions } from "../core/kcp/run-options";
 import { CapiVersion, clientNodeWorkerApi } from "../core/workers/api";
 import { removeWorkerTrust, WorkerOptions, WorkerResult, writeWorkerTrust } from "../core/workers/sequencer";
 
@@ -54,14 +55,7 @@ async function run(action: "apply" | "remove", inputs: WorkerTrustInputs): Promi
   const { randomUUID } = require("node:crypto") as typeof import("node:crypto");
   const api = clientNodeWorkerApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
   const target = { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion };
-  const seconds = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
-  const options: WorkerOptions = {
-    holder: `${inputs.holder}/${randomUUID()}`,
-    adopt: inputs.adopt,
-    lease: { waitTimeoutMs: seconds(inputs.leaseWaitTimeoutSeconds) },
-    conflict: { deadlineMs: seconds(inputs.conflictDeadlineSeconds) },
-    rollout: { wait: inputs.waitForRollout, timeoutMs: seconds(inputs.rolloutTimeoutSeconds) },
-  };
+  const options: WorkerOptions = runOptions(inputs, randomUUID());
   if (action === "remove") return removeWorkerTrust(api, target, options);
   return writeWorkerTrust(api, target, { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, osTrustStore: inputs.osTrustStore }, options);
 }
