@@ -1,11 +1,9 @@
-import * as pulumi from "@pulumi/pulumi";
 import type * as K8s from "@kubernetes/client-node";
 import { OsFamily } from "../core/config/model";
 import { clientNodeKcpApi, KcpVersion, loadKubeConfig } from "../core/kcp/api";
-import { isKcpError } from "../core/kcp/errors";
-import { canonicalJson } from "../core/kcp/plan";
 import { runOptions } from "../core/kcp/run-options";
 import { removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
+import { trustProvider } from "./cluster-trust-provider";
 
 /*
  * The dynamic provider running the KCP sequencer. Pulumi serializes this object into the state and runs
@@ -71,29 +69,10 @@ async function applied(inputs: ControlPlaneTrustInputs): Promise<ControlPlaneTru
   return { ...inputs, generation: r.generation, servedVersion: r.version, ownedPaths: r.ownership.paths, ...(r.ownership.secret ? { secretName: r.ownership.secret } : {}) };
 }
 
-export const controlPlaneTrustProvider: pulumi.dynamic.ResourceProvider<ControlPlaneTrustInputs, ControlPlaneTrustOutputs> = {
-  async diff(_id, olds, news) {
-    const differs = (keys: readonly (keyof ControlPlaneTrustInputs)[]) =>
-      keys.filter((k) => canonicalJson(olds[k] ?? null) !== canonicalJson(news[k] ?? null));
-    const replaces = differs(TARGET_INPUTS);
-    const changed = differs(WRITE_INPUTS);
-    // Delete first: the old and new target may be the same KCP under another context name, and a delete
-    // after the create would remove what the create just wrote.
-    return { changes: replaces.length + changed.length > 0, replaces, deleteBeforeReplace: true };
-  },
-  async create(inputs) {
-    const outs = await applied(inputs);
-    return { id: `${inputs.namespace}/${inputs.name}`, outs };
-  },
-  async update(_id, _olds, news) {
-    return { outs: await applied(news) };
-  },
-  async delete(_id, props) {
-    try {
-      await run("remove", props);
-    } catch (e) {
-      // A KCP that is gone carries nothing of ours: `pulumi destroy` after the cluster went must not be stuck.
-      if (!isKcpError(e, "KCP_NOT_FOUND")) throw e;
-    }
-  },
-};
+export const controlPlaneTrustProvider = trustProvider<ControlPlaneTrustInputs, ControlPlaneTrustOutputs>({
+  apply: applied,
+  remove: (inputs) => run("remove", inputs),
+  writeInputs: WRITE_INPUTS,
+  targetInputs: TARGET_INPUTS,
+  gone: "KCP_NOT_FOUND",
+});

@@ -1,12 +1,10 @@
-import * as pulumi from "@pulumi/pulumi";
 import type * as K8s from "@kubernetes/client-node";
 import { OsFamily } from "../core/config/model";
 import { loadKubeConfig } from "../core/kcp/api";
-import { isKcpError } from "../core/kcp/errors";
-import { canonicalJson } from "../core/kcp/plan";
 import { runOptions } from "../core/kcp/run-options";
 import { CapiVersion, clientNodeWorkerApi } from "../core/workers/api";
 import { removeWorkerTrust, WorkerOptions, WorkerResult, writeWorkerTrust } from "../core/workers/sequencer";
+import { trustProvider } from "./cluster-trust-provider";
 
 /*
  * The dynamic provider running the worker sequencer, under the same serialization constraints as
@@ -65,27 +63,11 @@ async function applied(inputs: WorkerTrustInputs): Promise<WorkerTrustOutputs> {
   return { ...inputs, template: r.template, generation: r.generation, servedVersion: r.version, ownedPaths: r.ownership.paths };
 }
 
-export const workerTrustProvider: pulumi.dynamic.ResourceProvider<WorkerTrustInputs, WorkerTrustOutputs> = {
-  async diff(_id, olds, news) {
-    const differs = (keys: readonly (keyof WorkerTrustInputs)[]) =>
-      keys.filter((k) => canonicalJson(olds[k] ?? null) !== canonicalJson(news[k] ?? null));
-    const replaces = differs(TARGET_INPUTS);
-    const changed = differs(WRITE_INPUTS);
-    // Delete first, as for ControlPlaneTrust: old and new target may be the same MachineDeployment.
-    return { changes: replaces.length + changed.length > 0, replaces, deleteBeforeReplace: true };
-  },
-  async create(inputs) {
-    return { id: `${inputs.namespace}/${inputs.name}`, outs: await applied(inputs) };
-  },
-  async update(_id, _olds, news) {
-    return { outs: await applied(news) };
-  },
-  async delete(_id, props) {
-    try {
-      await run("remove", props);
-    } catch (e) {
-      // A MachineDeployment that is gone creates no machine from our template: nothing left to undo.
-      if (!isKcpError(e, "MACHINE_DEPLOYMENT_NOT_FOUND")) throw e;
-    }
-  },
-};
+export const workerTrustProvider = trustProvider<WorkerTrustInputs, WorkerTrustOutputs>({
+  apply: applied,
+  remove: (inputs) => run("remove", inputs),
+  writeInputs: WRITE_INPUTS,
+  targetInputs: TARGET_INPUTS,
+  // A MachineDeployment that is gone creates no machine from our template: nothing left to undo.
+  gone: "MACHINE_DEPLOYMENT_NOT_FOUND",
+});

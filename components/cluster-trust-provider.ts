@@ -1,0 +1,50 @@
+import * as pulumi from "@pulumi/pulumi";
+import { isKcpError, KcpErrorCode } from "../core/kcp/errors";
+import { canonicalJson } from "../core/kcp/plan";
+
+/** How one Cluster API trust resource (ControlPlaneTrust, WorkerTrust) is applied and removed. */
+export interface TrustProviderSpec<I extends { readonly namespace: string; readonly name: string }, O extends I> {
+  /** Writes our entries (and waits as configured); returns the outputs. */
+  readonly apply: (inputs: I) => Promise<O>;
+  /** Removes our entries, from the stored inputs. */
+  readonly remove: (inputs: I) => Promise<unknown>;
+  /** Inputs whose change needs a write; the kubeconfig is never one (credentials rotate). */
+  readonly writeInputs: readonly (keyof I)[];
+  /** Inputs naming the target object: a change replaces the resource. */
+  readonly targetInputs: readonly (keyof I)[];
+  /** The error code meaning the target object is gone, which a delete treats as done. */
+  readonly gone: KcpErrorCode;
+}
+
+/**
+ * The dynamic provider shared by the Cluster API trust resources. It is serialized into the state with
+ * everything `spec` captures, so `spec` must follow the rules in control-plane-trust-provider.ts.
+ */
+export function trustProvider<I extends { readonly namespace: string; readonly name: string }, O extends I>(
+  spec: TrustProviderSpec<I, O>,
+): pulumi.dynamic.ResourceProvider<I, O> {
+  return {
+    async diff(_id, olds, news) {
+      const differs = (keys: readonly (keyof I)[]) => keys.filter((k) => canonicalJson(olds[k] ?? null) !== canonicalJson(news[k] ?? null));
+      const replaces = differs(spec.targetInputs) as string[];
+      const changed = differs(spec.writeInputs);
+      // Delete first: the old and new target may be the same object under another context name, and a
+      // delete after the create would remove what the create just wrote.
+      return { changes: replaces.length + changed.length > 0, replaces, deleteBeforeReplace: true };
+    },
+    async create(inputs) {
+      return { id: `${inputs.namespace}/${inputs.name}`, outs: await spec.apply(inputs) };
+    },
+    async update(_id, _olds, news) {
+      return { outs: await spec.apply(news) };
+    },
+    async delete(_id, props) {
+      try {
+        await spec.remove(props);
+      } catch (e) {
+        // An object that is gone carries nothing of ours: `pulumi destroy` after the cluster went must not be stuck.
+        if (!isKcpError(e, spec.gone)) throw e;
+      }
+    },
+  };
+}
