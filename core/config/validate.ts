@@ -286,6 +286,11 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
     }
   }
 
+  const warnDays = r.integer("expiryWarningDays", 0, 365);
+  if (servingMode === "generate" && warnDays >= servingValidity) {
+    r.issue("expiryWarningDays", warnDays, `must be less than servingValidityDays (${servingValidity}): every up would warn about a certificate issued that day.`, `pulumi config set ${PROJECT}:expiryWarningDays ${Math.max(1, Math.floor(servingValidity / 4))}`);
+  }
+
   const config: StackConfig = {
     production,
     registries: regs,
@@ -295,7 +300,7 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
     nodes: nodeList,
     nodeDefaults: { os: nodeOs, runtimes: nodeRuntimes },
     clusters: clusters(r),
-    policy: { requireHostKeys: requireHostKeys || production, allowRuntimeRestart: r.boolean("allowRuntimeRestart"), probeImage: probeImage || undefined, expiryWarningDays: r.integer("expiryWarningDays", 0, 365) },
+    policy: { requireHostKeys: requireHostKeys || production, allowRuntimeRestart: r.boolean("allowRuntimeRestart"), probeImage: probeImage || undefined, expiryWarningDays: warnDays },
   };
   if (r.issues.length > 0) throw new ConfigError(r.issues);
   return config;

@@ -112,6 +112,10 @@ describe("bad config is refused with every problem at once", () => {
     const { issues } = issuesOf({ ...minimal, caValidityDays: 30, servingValidityDays: 90 });
     expect(issues.map((i) => i.path)).toEqual(["registry-trust:caValidityDays"]);
   });
+  test("an expiry warning window as long as the serving certificate's validity", () => {
+    const { issues } = issuesOf({ ...minimal, servingValidityDays: 30, servingRenewBeforeDays: 10 });
+    expect(issues.map((i) => i.path)).toEqual(["registry-trust:expiryWarningDays"]);
+  });
   test("a minimal config gets the documented defaults", () => {
     const c = parse(minimal);
     expect(c.ca).toMatchObject({ mode: "generate", generation: 1, retainGenerations: 1, keyAlgorithm: "ECDSA-P384" });
