@@ -2,56 +2,40 @@
 // under ts-node (as `pulumi up` loads the program), loaded back with require-from-string in a plain node
 // process (as Pulumi's dynamic-provider host does), and driven through diff/create/update/delete against
 // the real apiserver while the simulated CAPI controller writes the KCP.
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import type { ControlPlaneTrustInputs } from "../../components/control-plane-trust-provider";
 import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
+import { SerializedProvider, loadSerializedProvider, serializeProvider } from "./serialized-provider";
 import { caBundles, createKcp, NAMESPACE, realApi, startSim } from "./kcp-support";
 import { SimCapiController } from "./sim-capi-controller";
 
 jest.setTimeout(120_000);
 
-const run = promisify(execFile);
-const repoRoot = path.resolve(__dirname, "..", "..");
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "registry-trust-provider-"));
-const providerFile = path.join(dir, "provider.js");
+const fixture = path.join(__dirname, "fixtures", "serialize-control-plane-trust.ts");
+let provider: SerializedProvider;
 
 let env: ApiServer;
 let sim: SimCapiController;
 
 beforeAll(async () => {
   env = await startApiServer();
-  const { stdout } = await run(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(__dirname, "fixtures", "serialize-control-plane-trust.ts")],
-    { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME }, maxBuffer: 16 << 20 });
-  fs.writeFileSync(providerFile, stdout);
+  provider = await loadSerializedProvider(fixture);
 });
 afterAll(async () => {
   await sim?.stop();
   await env?.stop();
   pki.cleanup();
-  fs.rmSync(dir, { recursive: true, force: true });
+  provider?.cleanup();
 });
 
 /** Calls one provider method in a fresh node process on the serialized text; returns its JSON result. */
-async function call(method: "diff" | "create" | "update" | "delete", ...args: unknown[]): Promise<any> {
-  const request = path.join(dir, `${method}-${Date.now()}.json`);
-  fs.writeFileSync(request, JSON.stringify(args), { mode: 0o600 });
-  const host = `
-    const fs = require("fs");
-    const provider = require("require-from-string")(fs.readFileSync(process.argv[1], "utf8")).handler();
-    const args = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-    provider[process.argv[3]](...args).then((r) => console.log(JSON.stringify(r ?? null)), (e) => { console.error(e.message); process.exit(1); });`;
-  const { stdout } = await run(process.execPath, ["-e", host, providerFile, request, method], { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
-  return JSON.parse(stdout);
-}
+const call: SerializedProvider["call"] = (method, ...args) => provider.call(method, ...args);
 
 function inputs(bundlePem: string, extra: Partial<ControlPlaneTrustInputs> = {}): ControlPlaneTrustInputs {
   return {
@@ -73,12 +57,11 @@ const caFile = async () => {
 };
 
 test("the serialized provider captures client-node only as a require() inside its methods, and no x509 parser", async () => {
-  const text = fs.readFileSync(providerFile, "utf8");
+  const text = provider.text;
   expect(text).toContain('require("@kubernetes/client-node")');
   expect(text).not.toMatch(/asn1/i);
   // tsx compiles imports differently from ts-node; the provider must serialize there too.
-  const { stdout } = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures", "serialize-control-plane-trust.ts")],
-    { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME }, maxBuffer: 16 << 20 });
+  const stdout = await serializeProvider(fixture, "tsx");
   expect(stdout).toContain('require("@kubernetes/client-node")');
   expect(stdout).not.toMatch(/asn1/i);
 });

@@ -12,7 +12,7 @@ import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, createKcp, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";
+import { caBundles, createKcp, fastOptions, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";
 import { SimCapiController } from "./sim-capi-controller";
 
 jest.setTimeout(120_000);
@@ -44,14 +44,7 @@ function sim(name: string, version: KcpVersion, opts = {}): SimCapiController {
 }
 
 function options(holder: string, events: SequencerEvent[] = [], extra: Partial<SequencerOptions> = {}): SequencerOptions {
-  return {
-    holder,
-    lease: { durationSeconds: 2, retryMs: 50, waitTimeoutMs: 20_000 },
-    conflict: { deadlineMs: 20_000, baseDelayMs: 10, maxDelayMs: 200 },
-    rollout: { timeoutMs: 20_000, pollMs: 25 },
-    onEvent: (e) => events.push(e),
-    ...extra,
-  };
+  return { ...fastOptions(holder, events), ...extra };
 }
 
 const files = (kcp: KcpObject) => kcp.spec!.kubeadmConfigSpec!.files as FileEntry[];

@@ -69,3 +69,17 @@ export function startSim(env: ApiServer, name: string, version: KcpVersion, opts
 export function caBundles(pki: TestPki, n: number): string[] {
   return Array.from({ length: n }, (_, i) => pki.root(`KCP Test CA ${i}`).certPem);
 }
+
+/**
+ * Lease, conflict and rollout timings short enough for tests (2 s leases, 10–200 ms backoff, 25 ms rollout
+ * polls), shared by the KCP and worker sequencer tests; `events` collects the timeline.
+ */
+export function fastOptions<E>(holder: string, events: E[] = []) {
+  return {
+    holder,
+    lease: { durationSeconds: 2, retryMs: 50, waitTimeoutMs: 20_000 },
+    conflict: { deadlineMs: 20_000, baseDelayMs: 10, maxDelayMs: 200 },
+    rollout: { timeoutMs: 20_000, pollMs: 25 },
+    onEvent: (e: E) => events.push(e),
+  };
+}

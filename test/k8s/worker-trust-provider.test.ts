@@ -1,57 +1,40 @@
 // The WorkerTrust dynamic provider as Pulumi runs it: serialized under ts-node and tsx, loaded back with
 // require-from-string in a plain node process, and driven through diff/create/update/delete against the
 // real apiserver while the simulated MachineDeployment controller writes.
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import type { WorkerTrustInputs } from "../../components/worker-trust-provider";
 import { FileEntry } from "../../core/kcp/plan";
 import { configRefName } from "../../core/workers/template";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
+import { SerializedProvider, loadSerializedProvider, serializeProvider } from "./serialized-provider";
 import { caBundles, NAMESPACE } from "./kcp-support";
 import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 
-const run = promisify(execFile);
-const repoRoot = path.resolve(__dirname, "..", "..");
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "registry-trust-worker-provider-"));
-const providerFile = path.join(dir, "provider.js");
-const childEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+const fixture = path.join(__dirname, "worker-trust-serialize.ts");
+let provider: SerializedProvider;
 
 let env: ApiServer;
 let sim: SimMachineDeploymentController | undefined;
 
 beforeAll(async () => {
   env = await startApiServer();
-  const { stdout } = await run(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(__dirname, "worker-trust-serialize.ts")],
-    { cwd: repoRoot, env: childEnv, maxBuffer: 16 << 20 });
-  fs.writeFileSync(providerFile, stdout);
+  provider = await loadSerializedProvider(fixture);
 });
 afterAll(async () => {
   await sim?.stop();
   await env?.stop();
   pki.cleanup();
-  fs.rmSync(dir, { recursive: true, force: true });
+  provider?.cleanup();
 });
 
-async function call(method: "diff" | "create" | "update" | "delete", ...args: unknown[]): Promise<any> {
-  const request = path.join(dir, `${method}-${Date.now()}.json`);
-  fs.writeFileSync(request, JSON.stringify(args), { mode: 0o600 });
-  const host = `
-    const fs = require("fs");
-    const provider = require("require-from-string")(fs.readFileSync(process.argv[1], "utf8")).handler();
-    const args = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-    provider[process.argv[3]](...args).then((r) => console.log(JSON.stringify(r ?? null)), (e) => { console.error(e.message); process.exit(1); });`;
-  const { stdout } = await run(process.execPath, ["-e", host, providerFile, request, method], { cwd: repoRoot, env: childEnv });
-  return JSON.parse(stdout);
-}
+const call: SerializedProvider["call"] = (method, ...args) => provider.call(method, ...args);
 
 function inputs(bundlePem: string, extra: Partial<WorkerTrustInputs> = {}): WorkerTrustInputs {
   return {
@@ -68,10 +51,10 @@ function inputs(bundlePem: string, extra: Partial<WorkerTrustInputs> = {}): Work
 }
 
 test("the serialized provider captures client-node only as a require() inside its methods, and no x509 parser", async () => {
-  const text = fs.readFileSync(providerFile, "utf8");
+  const text = provider.text;
   expect(text).toContain('require("@kubernetes/client-node")');
   expect(text).not.toMatch(/asn1/i);
-  const { stdout } = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "worker-trust-serialize.ts")], { cwd: repoRoot, env: childEnv, maxBuffer: 16 << 20 });
+  const stdout = await serializeProvider(fixture, "tsx");
   expect(stdout).toContain('require("@kubernetes/client-node")');
   expect(stdout).not.toMatch(/asn1/i);
 });

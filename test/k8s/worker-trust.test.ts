@@ -9,7 +9,7 @@ import { BASE_ANNOTATION, configRefName } from "../../core/workers/template";
 import { CapiVersion, WorkerApi } from "../../core/workers/api";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, NAMESPACE, OTHERS_FILES } from "./kcp-support";
+import { caBundles, fastOptions, NAMESPACE, OTHERS_FILES } from "./kcp-support";
 import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
@@ -20,14 +20,7 @@ const [bundleA, bundleB] = caBundles(pki, 2);
 afterAll(() => pki.cleanup());
 
 function options(holder: string, events: WorkerEvent[] = [], extra: Partial<WorkerOptions> = {}): WorkerOptions {
-  return {
-    holder,
-    lease: { durationSeconds: 2, retryMs: 50, waitTimeoutMs: 20_000 },
-    conflict: { deadlineMs: 20_000, baseDelayMs: 10, maxDelayMs: 200 },
-    rollout: { timeoutMs: 20_000, pollMs: 25 },
-    onEvent: (e) => events.push(e),
-    ...extra,
-  };
+  return { ...fastOptions(holder, events), ...extra };
 }
 
 const templateFiles = (t: KubeObject) => (t.spec!.template as { spec: { files: FileEntry[] } }).spec.files;
