@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PROBLEM_CODES } from "../../core/x509/problems";
 import { REPO } from "../support/stack-files";
+import { configReference, readmeSection } from "../../scripts/config-reference";
 
 const readme = readFileSync(join(REPO, "README.md"), "utf8");
 const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { scripts: Record<string, string>; bin: Record<string, string> };
@@ -16,5 +17,9 @@ describe("README stays true", () => {
     expect(pkg.scripts.demo).toBe("bash scripts/demo.sh");
     expect(readFileSync(join(REPO, ".ci", "run"), "utf8")).toMatch(/^npm install --no-audit --no-fund\nnpm test /m);
     expect(pkg.bin["registry-trust"]).toBe("bin/registry-trust.cjs");
+  });
+  test("its configuration reference is Pulumi.yaml's schema, key for key (regenerate: npm run docs:config)", () => {
+    const expected = configReference(readFileSync(join(REPO, "Pulumi.yaml"), "utf8"));
+    expect(readmeSection(readme)).toBe(expected);
   });
 });
