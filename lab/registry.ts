@@ -1,22 +1,51 @@
+import { X509Certificate, createPrivateKey, type KeyObject } from "node:crypto";
 import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
 import { spawnDaemon, freePort, type Daemon } from "./daemon";
 import type { CertificateAuthority, ServerCertificate } from "./pki";
-import { isAlive, runOk, waitUntil } from "./proc";
+import { isAlive, run, runOk, waitUntil } from "./proc";
 
-export interface RunningRegistry {
+const REGISTRY_FILES = path.join(__dirname, "registry-files");
+
+/** Where a running registry's serving certificate lives and how to make it serve the files anew. */
+export interface ServingFiles {
+  certPath: string;
+  keyPath: string;
+  /** Absolute path of an executable that restarts the registry on the current files; it returns once they are served. */
+  reloadCommand: string;
+}
+
+export interface RunningRegistry extends ServingFiles {
+  /** The supervisor (lab/registry-files/supervise): it owns docker-registry and restarts it on request. */
   daemon: Daemon;
   address: string;
   port: number;
   logPath: string;
 }
 
-/** Debian's docker-registry (distribution v2) serving TLS on loopback, storing under `dir`. */
+/**
+ * Debian's docker-registry (distribution v2) serving TLS on loopback, storing under `dir`, under a
+ * supervisor that restarts it on request: distribution v2.8 reads its certificate only at start-up.
+ * The certificate and key are copied to `dir/tls`, which the registry serves from then on.
+ */
 export async function startRegistry(dir: string, cert: ServerCertificate, ca: CertificateAuthority): Promise<RunningRegistry> {
   const address = "127.0.0.1";
   const port = await freePort(address);
   fs.mkdirSync(path.join(dir, "storage"), { recursive: true });
+  fs.mkdirSync(path.join(dir, "tls"), { mode: 0o700 });
+  const certPath = path.join(dir, "tls", "server.crt");
+  const keyPath = path.join(dir, "tls", "server.key");
+  fs.copyFileSync(cert.certPath, certPath);
+  fs.copyFileSync(cert.keyPath, keyPath);
+  fs.chmodSync(keyPath, 0o600);
+  const reloadCommand = path.join(dir, "reload");
+  fs.copyFileSync(path.join(REGISTRY_FILES, "reload"), reloadCommand);
+  fs.chmodSync(reloadCommand, 0o755);
+  const supervisor = path.join(dir, "supervise");
+  fs.copyFileSync(path.join(REGISTRY_FILES, "supervise"), supervisor);
+  fs.writeFileSync(path.join(dir, "endpoint"), `${address}:${port}\n`);
+  await runOk("mkfifo", ["-m", "600", path.join(dir, "control")]);
   const configPath = path.join(dir, "config.yml");
   fs.writeFileSync(
     configPath,
@@ -32,22 +61,57 @@ export async function startRegistry(dir: string, cert: ServerCertificate, ca: Ce
       "http:",
       `  addr: ${address}:${port}`,
       "  tls:",
-      `    certificate: ${cert.certPath}`,
-      `    key: ${cert.keyPath}`,
+      `    certificate: ${certPath}`,
+      `    key: ${keyPath}`,
       "",
     ].join("\n"),
   );
   const logPath = path.join(dir, "registry.log");
-  const daemon = spawnDaemon("docker-registry", ["serve", configPath], logPath);
+  const daemon = spawnDaemon("bash", [supervisor, dir], logPath);
   await waitUntil(
     `registry on ${address}:${port}`,
     async () => {
-      if (!isAlive(daemon.pid)) throw new Error(`docker-registry exited: ${fs.readFileSync(logPath, "utf8").trim()}`);
+      if (!isAlive(daemon.pid)) throw new Error(`docker-registry supervisor exited: ${fs.readFileSync(logPath, "utf8").trim()}`);
       return (await v2Status(address, port, ca.pem)) === 200;
     },
     5000,
-  );
-  return { daemon, address, port, logPath };
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; registry log: ${fs.readFileSync(logPath, "utf8").trim()}`);
+  });
+  return { daemon, address, port, logPath, certPath, keyPath, reloadCommand };
+}
+
+/**
+ * Makes the registry serve `certPem` with `keyPem`: checks that they belong together, replaces each
+ * file atomically (rename), then runs the reload command. A mismatched pair is refused before any
+ * file changes, so the registry never restarts onto files it cannot load.
+ */
+export async function serveCertificate(files: ServingFiles, certPem: string, keyPem: string): Promise<void> {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch (e) {
+    throw new Error(`lab registry: certPem is not a PEM certificate (${(e as Error).message}); pass the server certificate to serve`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch {
+    throw new Error("lab registry: keyPem is not a PEM private key; pass the server certificate's private key");
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw new Error(`lab registry: keyPem is not the private key of the certificate for ${cert.subject}; pass the key it was issued for`);
+  }
+  writeAtomically(files.certPath, certPem, 0o644);
+  writeAtomically(files.keyPath, keyPem, 0o600);
+  const r = await run(files.reloadCommand, [], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`lab registry: ${files.reloadCommand} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+}
+
+function writeAtomically(file: string, content: string, mode: number): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, content, { mode });
+  fs.renameSync(tmp, file);
 }
 
 function v2Status(host: string, port: number, caPem: string): Promise<number | undefined> {
