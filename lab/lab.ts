@@ -6,7 +6,7 @@ import { checkMountPoints, launchNode, LabNode, prepareNode, type NodeDescriptio
 import { writeOciImage } from "./oci-image";
 import { createCa, issueServerCert } from "./pki";
 import { runOk } from "./proc";
-import { pushOciLayout, startRegistry } from "./registry";
+import { pushOciLayout, serveCertificate, startRegistry } from "./registry";
 
 export const REGISTRY_HOST = "registry.test";
 const REPOSITORY = "lab/demo";
@@ -29,7 +29,19 @@ export interface RegistryDescription {
   /** A pullable image reference, e.g. registry.test:PORT/lab/demo:1. */
   image: string;
   imageDigest: string;
+  /** The registry's supervisor, which restarts docker-registry on reload. */
   pid: number;
+  /** The certificate the registry serves (PEM); replace it, then run `reloadCommand`. */
+  certPath: string;
+  /** Its private key (PEM, mode 0600). */
+  keyPath: string;
+  /** Executable (absolute path) that restarts the registry on the current files and returns once they are served; runs on the host or on a lab node. */
+  reloadCommand: string;
+}
+
+export interface LabRegistry extends RegistryDescription {
+  /** Writes the serving certificate and key atomically and reloads the registry onto them. */
+  serve(certPem: string, keyPem: string): Promise<void>;
 }
 
 /** The content of DIR/lab.json. */
@@ -42,7 +54,7 @@ export interface LabDescription {
 
 export interface Lab {
   dir: string;
-  registry: RegistryDescription;
+  registry: LabRegistry;
   nodes: LabNode[];
   describe(): LabDescription;
   stop(): Promise<void>;
@@ -128,6 +140,9 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
         image: `${REGISTRY_HOST}:${registry.port}/${REPOSITORY}:${TAG}`,
         imageDigest: layout.manifestDigest,
         pid: registry.daemon.pid,
+        certPath: registry.certPath,
+        keyPath: registry.keyPath,
+        reloadCommand: registry.reloadCommand,
       },
       nodes: nodes.map(describeNode),
     };
@@ -153,7 +168,7 @@ function makeLab(description: LabDescription, nodes: LabNode[], stop: () => Prom
   let stopping: Promise<void> | undefined;
   return {
     dir: description.dir,
-    registry: description.registry,
+    registry: { ...description.registry, serve: (certPem, keyPem) => serveCertificate(description.registry, certPem, keyPem) },
     nodes,
     describe: () => description,
     stop: () => (stopping ??= stop()),
