@@ -359,6 +359,10 @@ for name in $wanted; do
     *) echo "pulumi-binaries: unknown binary '$name' in PULUMI_BINARIES (cli, nodejs, tls, kubernetes)" >&2; exit 2 ;;
   esac
 done
+# Dynamic providers (ControlPlaneTrust, WorkerTrust) run in the engine's `pulumi-nodejs` plugin, a launcher
+# that upstream ships next to `pulumi`: ours is scripts/pulumi-resource-pulumi-nodejs.
+mkdir -p "$bin"
+cmp -s "$here/pulumi-resource-pulumi-nodejs" "$bin/pulumi-resource-pulumi-nodejs" || install -m 0755 "$here/pulumi-resource-pulumi-nodejs" "$bin/"
 printf 'go=%s\n' "$(go env GOVERSION)" >"$root/GO"
 ln -sfn "$key" "$CACHE/pulumi/current"
 log "versions: $(tr '\n' ';' <"$root/VERSIONS" 2>/dev/null)"
