@@ -71,6 +71,38 @@ export interface ClusterConfig {
   readonly machineDeployments: readonly ObjectRef[];
 }
 
+/** Where the serving certificate is switched (after the bundle is everywhere). */
+export type ServingTarget =
+  | { readonly kind: "none" }
+  | {
+    readonly kind: "kubernetesSecret";
+    /** A clusters[].name: its kubeconfig/context reach the Secret. */
+    readonly cluster: string;
+    readonly namespace: string;
+    readonly name: string;
+    readonly verifyTimeoutSeconds: number;
+  }
+  | {
+    readonly kind: "hostFiles";
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    readonly hostKey?: string;
+    /** Absolute paths on the registry host. */
+    readonly certPath: string;
+    readonly keyPath: string;
+    /** argv run after both files are in place; each word is passed single-quoted. */
+    readonly reloadCommand: readonly string[];
+    readonly verifyTimeoutSeconds: number;
+  };
+
+export interface DaemonSetConfig {
+  /** A clusters[].name. */
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly image: string;
+}
+
 /** The validated stack configuration: everything index.ts needs, nothing secret. */
 export interface StackConfig {
   readonly production: boolean;
@@ -82,10 +114,15 @@ export interface StackConfig {
   /** OS family and runtimes of nodes not listed in `nodes` (new nodes booting with the cloud-init fragment). */
   readonly nodeDefaults: { readonly os: OsFamily; readonly runtimes: readonly Runtime[] };
   readonly clusters: readonly ClusterConfig[];
+  readonly servingTarget: ServingTarget;
+  /** The DaemonSet option, when enabled. */
+  readonly daemonSet?: DaemonSetConfig;
   readonly policy: {
     readonly requireHostKeys: boolean;
     readonly allowRuntimeRestart: boolean;
     readonly probeImage?: string;
     readonly expiryWarningDays: number;
+    /** The rotation preflight warns instead of failing when live state cannot be read. */
+    readonly preflightAllowUnreachable: boolean;
   };
 }

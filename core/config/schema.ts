@@ -10,7 +10,7 @@ export type PulumiType = "string" | "integer" | "boolean" | "array<string>";
 export interface KeyDef {
   readonly type: PulumiType | "structured";
   readonly description: string;
-  readonly default: string | number | boolean | readonly unknown[];
+  readonly default: string | number | boolean | readonly unknown[] | Readonly<Record<string, unknown>>;
   /** Set it with `pulumi config set --secret`; refused when stored in plain text. */
   readonly secret?: boolean;
 }
@@ -20,6 +20,7 @@ export const SERVING_MODES = ["generate", "external"] as const;
 export const KEY_ALGORITHMS = ["ECDSA-P256", "ECDSA-P384", "RSA-3072", "RSA-4096"] as const;
 export const OS_FAMILIES = ["auto", "debian", "ubuntu", "rhel", "fedora", "rocky", "amazon", "suse", "alpine", "flatcar", "photon"] as const;
 export const RUNTIMES = ["containerd", "docker", "crio", "podman", "k3s", "rke2"] as const;
+export const SERVING_TARGET_KINDS = ["none", "kubernetesSecret", "hostFiles"] as const;
 
 export const CONFIG_KEYS = {
   production: { type: "boolean", default: false, description: "Marks a production stack: host keys must be pinned and at least one previous CA generation retained." },
@@ -50,6 +51,9 @@ export const CONFIG_KEYS = {
   probeImage: { type: "string", default: "", description: "Image (on the registry) pulled through CRI on each node to verify trust; empty = TLS probe only." },
   clusters: { type: "structured", default: [], description: "Clusters whose Cluster API objects carry the bundle: a list of {name, kubeconfig (path), context, controlPlanes [{namespace, name}], machineDeployments [{namespace, name}]}." },
   expiryWarningDays: { type: "integer", default: 30, description: "Warn when a CA or serving certificate expires within this many days." },
+  servingTarget: { type: "structured", default: { kind: "none" }, description: "Where the serving certificate is switched once every node, control plane and worker template trusts the new bundle: {kind: none} | {kind: kubernetesSecret, cluster (a clusters[].name), namespace, name} | {kind: hostFiles, host, port, user, hostKey, certPath, keyPath, reloadCommand [argv]}; plus verifyTimeoutSeconds (default 120, 0 = do not wait for the registry to serve it)." },
+  daemonset: { type: "structured", default: { enabled: false }, description: "Trust through a privileged DaemonSet for nodes without SSH: {enabled, cluster (a clusters[].name), namespace (default kube-system), image}. The image must come from a registry the nodes already trust, never one of registries." },
+  preflightAllowUnreachable: { type: "boolean", default: false, description: "Let `pulumi up` go on with a warning when the rotation preflight cannot read live state (registry endpoint, serving Secret, KubeadmControlPlane or its Lease); by default that is an error." },
 } as const satisfies Record<string, KeyDef>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;

@@ -10,6 +10,7 @@ import {
   ProxyConfig, RegistryEndpoint, Runtime, StackConfig,
 } from "./model";
 import { ParseOptions, RawConfig, Reader, checkFields, didYouMean, hostField, isObj, list, portField, stringField } from "./reader";
+import { daemonSet, servingTarget } from "./targets";
 import { CA_MODES, CONFIG_KEYS, ConfigKey, KEY_ALGORITHMS, OS_FAMILIES, PROJECT, RUNTIMES, SERVING_MODES } from "./schema";
 
 export type { ParseOptions, RawConfig };
@@ -291,6 +292,15 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
     r.issue("expiryWarningDays", warnDays, `must be less than servingValidityDays (${servingValidity}): every up would warn about a certificate issued that day.`, `pulumi config set ${PROJECT}:expiryWarningDays ${Math.max(1, Math.floor(servingValidity / 4))}`);
   }
 
+  const clusterList = clusters(r);
+  const target = servingTarget(r, clusterList);
+  if (target.kind !== "none" && servingMode === "external" && !servingKey) {
+    r.issue("servingTarget.kind", target.kind, "needs the serving private key to install, and servingCertMode is external without servingKey.", `Set servingKey (pulumi config set --secret ${PROJECT}:servingKey < key.pem) and servingCertChainFile, or use servingTarget {kind: none}.`);
+  }
+  if (target.kind !== "none" && servingMode === "external" && !chainPem) {
+    r.issue("servingTarget.kind", target.kind, "needs the serving chain to install, and servingCertChainFile is not set.", `pulumi config set ${PROJECT}:servingCertChainFile certs/registry-chain.pem`);
+  }
+
   const config: StackConfig = {
     production,
     registries: regs,
@@ -299,8 +309,16 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
     ssh: { user: sshUser, port: sshPort, useAgent: sshKey === undefined },
     nodes: nodeList,
     nodeDefaults: { os: nodeOs, runtimes: nodeRuntimes },
-    clusters: clusters(r),
-    policy: { requireHostKeys: requireHostKeys || production, allowRuntimeRestart: r.boolean("allowRuntimeRestart"), probeImage: probeImage || undefined, expiryWarningDays: warnDays },
+    clusters: clusterList,
+    servingTarget: target,
+    daemonSet: daemonSet(r, clusterList, regs),
+    policy: {
+      requireHostKeys: requireHostKeys || production,
+      allowRuntimeRestart: r.boolean("allowRuntimeRestart"),
+      probeImage: probeImage || undefined,
+      expiryWarningDays: warnDays,
+      preflightAllowUnreachable: r.boolean("preflightAllowUnreachable"),
+    },
   };
   if (r.issues.length > 0) throw new ConfigError(r.issues);
   return config;
