@@ -1,38 +1,70 @@
 /**
- * `tsx lab/cli.ts start [--nodes N] [--dir DIR]` starts a lab, writes DIR/lab.json and returns;
- * `tsx lab/cli.ts stop [--dir DIR]` tears it down. DIR defaults to $TMPDIR/registry-trust-lab.
+ * `tsx lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME]` starts a lab, writes
+ * DIR/lab.json and returns; `tsx lab/cli.ts stop [--dir DIR]` tears it down. DIR defaults to
+ * $TMPDIR/registry-trust-lab.
+ * --cluster also starts the Cluster API management cluster (lab/cluster.ts: kube-apiserver with the CAPI
+ * CRDs, a KubeadmControlPlane, a MachineDeployment and simulated controllers), kept running by a detached
+ * process until `stop`; DIR/cluster/cluster.json describes it.
+ * --stack NAME creates that Pulumi stack (in the backend of the environment, e.g. after
+ * `. scripts/pulumi-env.sh`) and writes DIR/Pulumi.NAME.yaml: stacks/Pulumi.NAME.yaml with this lab's
+ * run-time values filled in (lab/cluster-stack.ts), for `pulumi up --stack NAME --config-file` it.
  */
 import * as os from "node:os";
 import * as path from "node:path";
+import { launchCluster, stopCluster, type ClusterDescription } from "./cluster";
+import { writeLabStackConfig } from "./cluster-stack";
 import { attachLab, startLab } from "./lab";
 
-const USAGE = "usage: lab/cli.ts start [--nodes N] [--dir DIR] | stop [--dir DIR]";
+const USAGE = "usage: lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME] | stop [--dir DIR]";
 
-function parse(argv: string[]): { command: string; nodes: number; dir: string } {
+function parse(argv: string[]): { command: string; nodes: number; dir: string; cluster: boolean; stack?: string } {
   const [command, ...rest] = argv;
   let nodes = 1;
   let dir = path.join(os.tmpdir(), "registry-trust-lab");
+  let cluster = false;
+  let stack: string | undefined;
   for (let i = 0; i < rest.length; i++) {
+    if (rest[i] === "--cluster" && command === "start") {
+      cluster = true;
+      continue;
+    }
     const [flag, inline] = rest[i].split(/=(.*)/s, 2);
     const value = inline ?? rest[++i];
     if (value === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
     if (flag === "--nodes" && command === "start") nodes = Number(value);
     else if (flag === "--dir") dir = path.resolve(value);
+    else if (flag === "--stack" && command === "start") stack = value;
     else throw new Error(`unknown option ${flag}\n${USAGE}`);
   }
-  return { command, nodes, dir };
+  return { command, nodes, dir, cluster, stack };
 }
 
 async function main(): Promise<void> {
-  const { command, nodes, dir } = parse(process.argv.slice(2));
+  const { command, nodes, dir, cluster, stack } = parse(process.argv.slice(2));
   const started = performance.now();
   if (command === "start") {
     const lab = await startLab({ nodes, dir });
-    const ms = Math.round(performance.now() - started);
-    process.stdout.write(`lab started in ${ms} ms: ${path.join(lab.dir, "lab.json")}\n`);
-    process.stdout.write(`registry ${lab.registry.image}\n`);
-    for (const n of lab.nodes) process.stdout.write(`${n.name} ssh -i ${n.privateKeyPath} -p ${n.port} root@${n.host}\n`);
+    let description: ClusterDescription | undefined;
+    try {
+      if (cluster) description = await launchCluster(path.join(lab.dir, "cluster"));
+      const configFile = stack ? await writeLabStackConfig({ lab: lab.describe(), cluster: description, stack }) : undefined;
+      const ms = Math.round(performance.now() - started);
+      process.stdout.write(`lab started in ${ms} ms: ${path.join(lab.dir, "lab.json")}\n`);
+      process.stdout.write(`registry ${lab.registry.image}\n`);
+      for (const n of lab.nodes) process.stdout.write(`${n.name} ssh -i ${n.privateKeyPath} -p ${n.port} root@${n.host}\n`);
+      if (description) {
+        process.stdout.write(`cluster ${description.server} KUBECONFIG=${description.kubeconfig} ` +
+          `KubeadmControlPlane ${description.namespace}/${description.controlPlane}, MachineDeployment ${description.namespace}/${description.machineDeployment}\n`);
+      }
+      if (configFile) process.stdout.write(`stack ${stack}: pulumi up --stack ${stack} --config-file ${configFile}\n`);
+    } catch (e) {
+      await stopCluster(path.join(lab.dir, "cluster")).catch(() => undefined);
+      await lab.stop().catch(() => undefined);
+      throw e;
+    }
   } else if (command === "stop") {
+    // The cluster daemon first: lab.stop() removes DIR, cluster.json with it.
+    await stopCluster(path.join(dir, "cluster"));
     await attachLab(dir).stop();
     process.stdout.write(`lab stopped in ${Math.round(performance.now() - started)} ms: ${dir} removed\n`);
   } else {
