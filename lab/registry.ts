@@ -81,12 +81,23 @@ export async function startRegistry(dir: string, cert: ServerCertificate, ca: Ce
   return { daemon, address, port, logPath, certPath, keyPath, reloadCommand };
 }
 
+const switches = new Map<string, Promise<void>>();
+
 /**
  * Makes the registry serve `certPem` with `keyPem`: checks that they belong together, replaces each
  * file atomically (rename), then runs the reload command. A mismatched pair is refused before any
- * file changes, so the registry never restarts onto files it cannot load.
+ * file changes, so the registry never restarts onto files it cannot load. Calls for one registry run
+ * one after the other: a reload waits for the certificate on file when it started, which a concurrent
+ * call would replace under it.
  */
-export async function serveCertificate(files: ServingFiles, certPem: string, keyPem: string): Promise<void> {
+export function serveCertificate(files: ServingFiles, certPem: string, keyPem: string): Promise<void> {
+  const previous = switches.get(files.certPath) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(() => switchCertificate(files, certPem, keyPem));
+  switches.set(files.certPath, next);
+  return next;
+}
+
+async function switchCertificate(files: ServingFiles, certPem: string, keyPem: string): Promise<void> {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem);
