@@ -1,68 +1,111 @@
+import * as k8s from "@pulumi/kubernetes";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
 import { BootstrapTrust } from "./components/bootstrap-trust";
 import { ControlPlaneTrust } from "./components/control-plane-trust";
 import { NodeTrust } from "./components/node-trust";
 import { RegistryPki } from "./components/registry-pki";
+import { rotationPreflight } from "./components/rotation-preflight";
+import { ServingCertificate } from "./components/serving-certificate";
 import { loadStackConfig, secretConfig } from "./components/stack-config";
 import { WorkerTrust } from "./components/worker-trust";
+import { ClusterConfig } from "./core/config/model";
+import { bundleHash as hashOf } from "./core/x509/bundle";
 
-// Validation runs before the first resource is registered: a bad stack config changes nothing.
-const config = loadStackConfig();
+/*
+ * One `pulumi up` is one rotation step, in this order: certificates → bundle → node trust and control-plane /
+ * worker trust → serving certificate switch. A CA generation is retired by leaving the bundle in the up
+ * after the one that switched away from it (core/rotation/plan.ts). The program is async because the
+ * rotation preflight reads live state before any resource is registered.
+ */
+export = async () => {
+  // Validation runs before the first resource is registered: a bad stack config changes nothing.
+  const config = loadStackConfig();
 
-const pki = new RegistryPki("registry", {
-  endpoints: config.registries,
-  ca: config.ca,
-  serving: config.serving,
-  externalServingKeyPem: secretConfig("servingKey"),
-  expiryWarningDays: config.policy.expiryWarningDays,
-});
+  // A kubeconfig path, read when the providers run, so a later delete still works after credentials rotate.
+  const kubeconfigOf = (cluster: ClusterConfig) => resolve(cluster.kubeconfig ?? process.env.KUBECONFIG ?? `${homedir()}/.kube/config`);
+  const preflight = await rotationPreflight(config, kubeconfigOf);
 
-// Both consume pki.bundlePem, which resolves only once the serving chain verified against it.
-const nodeTrust = new NodeTrust("nodes", {
-  nodes: config.nodes,
-  registries: config.registries,
-  bundlePem: pki.bundlePem,
-  bundleHash: pki.bundleHash,
-  servingChainPem: pki.servingChainPem,
-  sshPrivateKey: secretConfig("sshPrivateKey"),
-  requireHostKeys: config.policy.requireHostKeys,
-  allowRuntimeRestart: config.policy.allowRuntimeRestart,
-  probeImage: config.policy.probeImage,
-});
+  const pki = new RegistryPki("registry", {
+    endpoints: config.registries,
+    ca: config.ca,
+    serving: config.serving,
+    externalServingKeyPem: secretConfig("servingKey"),
+    expiryWarningDays: config.policy.expiryWarningDays,
+  });
 
-// A kubeconfig path, read by the providers when they run, so a later delete still works after credentials rotate.
-const clusterAccess = (cluster: (typeof config.clusters)[number]) => ({
-  kubeconfig: resolve(cluster.kubeconfig ?? process.env.KUBECONFIG ?? `${homedir()}/.kube/config`),
-  context: cluster.context,
-  endpoints: config.registries,
-  bundlePem: pki.bundlePem,
-});
+  // Everything downstream consumes this bundle: it resolves only once the serving chain verified against
+  // it (RegistryPki) and the preflight's second pass found nothing unfinished.
+  const bundlePem = preflight.gate(pki.bundlePem, pki.bundleHash, pki);
+  const bundleHash = bundlePem.apply(hashOf);
 
-const controlPlanes = config.clusters.flatMap((cluster) =>
-  cluster.controlPlanes.map((cp) => new ControlPlaneTrust(`${cluster.name}-${cp.namespace}-${cp.name}`, { ...clusterAccess(cluster), controlPlane: cp })));
+  const nodeTrust = new NodeTrust("nodes", {
+    nodes: config.nodes,
+    registries: config.registries,
+    bundlePem,
+    bundleHash,
+    servingChainPem: pki.servingChainPem,
+    sshPrivateKey: secretConfig("sshPrivateKey"),
+    requireHostKeys: config.policy.requireHostKeys,
+    allowRuntimeRestart: config.policy.allowRuntimeRestart,
+    probeImage: config.policy.probeImage,
+  });
 
-// New worker machines (rollouts and the cluster autoscaler) boot from a template that carries the bundle.
-const workers = config.clusters.flatMap((cluster) =>
-  cluster.machineDeployments.map((md) => new WorkerTrust(`${cluster.name}-${md.namespace}-${md.name}`, { ...clusterAccess(cluster), machineDeployment: md })));
+  const clusterAccess = (cluster: ClusterConfig) => ({ kubeconfig: kubeconfigOf(cluster), context: cluster.context, endpoints: config.registries, bundlePem });
 
-// For nodes provisioned outside Cluster API: a cloud-init fragment to add to their user-data.
-const bootstrap = new BootstrapTrust("bootstrap", {
-  registries: config.registries,
-  os: config.nodeDefaults.os,
-  runtimes: config.nodeDefaults.runtimes,
-  bundlePem: pki.bundlePem,
-  servingChainPem: pki.servingChainPem,
-  allowRuntimeRestart: config.policy.allowRuntimeRestart,
-});
+  const controlPlanes = config.clusters.flatMap((cluster) =>
+    cluster.controlPlanes.map((cp) => new ControlPlaneTrust(`${cluster.name}-${cp.namespace}-${cp.name}`, { ...clusterAccess(cluster), controlPlane: cp })));
 
-export const bundlePem = pki.bundlePem;
-export const bundleHash = pki.bundleHash;
-export const caGenerations = pki.generations;
-export const caCertificates = pki.caCertificates;
-export const servingCertificate = pki.servingCertificate;
-export const servingChainPem = pki.servingChainPem;
-export const nodes = nodeTrust.results;
-export const controlPlaneTrust = controlPlanes.map((c) => ({ generation: c.generation, servedVersion: c.servedVersion, bundleHash: c.bundleHash }));
-export const workerTemplates = workers.map((w) => ({ template: w.template, generation: w.generation, bundleHash: w.bundleHash }));
-export const cloudInitFragment = bootstrap.cloudInit;
+  // New worker machines (rollouts and the cluster autoscaler) boot from a template that carries the bundle.
+  const workers = config.clusters.flatMap((cluster) =>
+    cluster.machineDeployments.map((md) => new WorkerTrust(`${cluster.name}-${md.namespace}-${md.name}`, { ...clusterAccess(cluster), machineDeployment: md })));
+
+  // One Kubernetes provider per cluster that needs @pulumi/kubernetes (DaemonSet, serving Secret).
+  const providers = new Map<string, k8s.Provider>();
+  const providerFor = (name: string) => {
+    const cluster = config.clusters.find((c) => c.name === name)!;
+    let p = providers.get(name);
+    if (!p) providers.set(name, (p = new k8s.Provider(`${name}-k8s`, { kubeconfig: kubeconfigOf(cluster), context: cluster.context })));
+    return p;
+  };
+
+  // For nodes provisioned outside Cluster API: a cloud-init fragment to add to their user-data, and the
+  // DaemonSet option for clusters without SSH access.
+  const ds = config.daemonSet;
+  const bootstrap = new BootstrapTrust("bootstrap", {
+    registries: config.registries,
+    os: config.nodeDefaults.os,
+    runtimes: config.nodeDefaults.runtimes,
+    bundlePem,
+    servingChainPem: pki.servingChainPem,
+    allowRuntimeRestart: config.policy.allowRuntimeRestart,
+    daemonSet: ds ? { image: ds.image, namespace: ds.namespace, provider: providerFor(ds.cluster) } : undefined,
+  });
+
+  const target = config.servingTarget;
+  const serving = target.kind === "none" ? undefined : new ServingCertificate("serving", {
+    target,
+    endpoints: config.registries,
+    chainPem: pki.servingChainPem.apply((c) => c ?? ""),
+    keyPem: pki.servingKeyPem.apply((k) => k ?? ""),
+    bundleHash,
+    distributed: [nodeTrust.results, ...controlPlanes.map((c) => c.generation), ...workers.map((w) => w.generation)],
+    after: [nodeTrust, ...controlPlanes, ...workers, bootstrap],
+    provider: target.kind === "kubernetesSecret" ? providerFor(target.cluster) : undefined,
+    sshPrivateKey: secretConfig("sshPrivateKey"),
+  });
+
+  return {
+    bundlePem,
+    bundleHash,
+    caGenerations: pki.generations,
+    caCertificates: pki.caCertificates,
+    servingCertificate: pki.servingCertificate,
+    servingChainPem: pki.servingChainPem,
+    servedFingerprint: serving?.servedFingerprint,
+    nodes: nodeTrust.results,
+    controlPlaneTrust: controlPlanes.map((c) => ({ generation: c.generation, servedVersion: c.servedVersion, bundleHash: c.bundleHash })),
+    workerTemplates: workers.map((w) => ({ template: w.template, generation: w.generation, bundleHash: w.bundleHash })),
+    cloudInitFragment: bootstrap.cloudInit,
+  };
+};

@@ -25,13 +25,18 @@ const fail = (e: unknown) => failures.push(e instanceof Error ? `${kind(e)}: ${e
 process.on("unhandledRejection", fail);
 
 let outputs: Record<string, unknown> = {};
-try {
-  outputs = require(resolve(process.argv[2]));
-} catch (e) {
-  fail(e);
-}
+// An async program (`export = async () => …`) runs as the engine runs it: called, then awaited.
+const loaded = (async () => {
+  try {
+    const exported = require(resolve(process.argv[2]));
+    outputs = (typeof exported === "function" ? await exported() : exported) ?? {};
+  } catch (e) {
+    fail(e);
+  }
+})();
 
-setTimeout(() => {
+setTimeout(async () => {
+  await loaded;
   mocks.pki.cleanup();
   const resources = mocks.resources.map((r) => ({ type: r.type, name: r.name }));
   process.stdout.write(`${JSON.stringify({ resources, outputs: Object.keys(outputs), errors: [...new Set(failures)] })}\n`);

@@ -1,0 +1,267 @@
+import { Endpoint, endpointKey } from "../endpoint";
+import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, pickVersion } from "../kcp/api";
+import { apiMessage, httpStatus } from "../kcp/errors";
+import { LeaseTargetKind, leaseRef } from "../kcp/lease";
+import { FileEntry, pemHash, readOwnership } from "../kcp/plan";
+import { rolloutState } from "../kcp/rollout";
+import { containerdCaPath } from "../node/containerd-hosts";
+import { CertInfo } from "../x509/cert";
+import { parsePemCertificates } from "../x509/pem";
+import { verifyServing } from "../x509/verify";
+import { FetchChain, chainFromDer, describeCert, issuingGeneration } from "./served";
+import { BUNDLE_ANNOTATION, STACK_ANNOTATION } from "./serving-secret";
+
+/*
+ * Before a rotation starts: read what is live and refuse, naming what is unfinished, when the previous
+ * rotation has not completed or when the certificate served now would lose its CA. Two passes share one
+ * read of the live state:
+ *  1. before any resource is registered (preview too), without the new bundle: Leases, missing objects,
+ *     KCP entries changed by someone else, and, in generate mode, the generation the served certificate
+ *     comes from against the generations the bundle will hold;
+ *  2. once the bundle is known (RegistryPki resolves it before anything consumes it): the served chains
+ *     verified against it, and KCP rollouts / recorded bundles judged against its hash, which tells a
+ *     rerun of the same rotation (allowed: it converges) from a new one started on top of an unfinished one.
+ * Pass 1 in generate mode cannot know the new bundle, so what only pass 2 can decide comes back as
+ * "deferred" findings.
+ */
+
+export interface PreflightCluster {
+  readonly name: string;
+  readonly controlPlanes: readonly ObjectRef[];
+  readonly machineDeployments: readonly ObjectRef[];
+}
+
+export interface PreflightPlan {
+  readonly registries: readonly Endpoint[];
+  /** Generate mode: the generations the new bundle holds and the CA name prefix; import mode: nothing more. */
+  readonly ca: { readonly mode: "generate"; readonly commonName: string; readonly generations: readonly number[] } | { readonly mode: "import" };
+  /** The TLS Secret the serving switch writes (servingTarget kubernetesSecret). */
+  readonly servingSecret?: { readonly cluster: string } & ObjectRef;
+  readonly clusters: readonly PreflightCluster[];
+}
+
+/** The reads the preflight makes in one cluster (KcpApi over @kubernetes/client-node in the program). */
+export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret">;
+
+export interface LiveReaders {
+  readonly fetchChain: FetchChain;
+  /** The reader of a cluster by name; throws when its kubeconfig cannot be loaded. */
+  readonly cluster: (name: string) => ClusterReader;
+  /** Per TLS handshake. @default 10000 */
+  readonly timeoutMs?: number;
+}
+
+export interface ControlPlaneLive {
+  readonly cluster: string;
+  readonly ref: ObjectRef;
+  readonly kcp: KcpObject;
+  readonly version: KcpVersion;
+}
+
+export interface LeaseLive {
+  readonly cluster: string;
+  readonly kind: LeaseTargetKind;
+  readonly target: ObjectRef;
+  readonly lease: LeaseObject;
+}
+
+export interface LiveState {
+  readonly readAt: Date;
+  /** Chains served (or about to be served, from the Secret), leaf first, by where they were read. */
+  readonly served: readonly { readonly source: string; readonly chain: readonly CertInfo[] }[];
+  /** What the last completed serving switch recorded on the Secret. */
+  readonly servingRecord?: { readonly bundleHash?: string; readonly stack?: string };
+  readonly controlPlanes: readonly ControlPlaneLive[];
+  /** Leases that exist now (released ones are deleted). */
+  readonly leases: readonly LeaseLive[];
+  /** Configured objects that do not exist. */
+  readonly missing: readonly string[];
+  /** What could not be read, and why. */
+  readonly unreachable: readonly string[];
+}
+
+export type FindingKind = "unfinished" | "overlap" | "missing" | "unreachable" | "deferred" | "note";
+
+export interface Finding {
+  readonly kind: FindingKind;
+  readonly message: string;
+}
+
+export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, now = new Date()): Promise<LiveState> {
+  const served: { source: string; chain: CertInfo[] }[] = [];
+  const unreachable: string[] = [];
+  const missing: string[] = [];
+  const controlPlanes: ControlPlaneLive[] = [];
+  const leases: LeaseLive[] = [];
+  let servingRecord: LiveState["servingRecord"];
+  const timeoutMs = readers.timeoutMs ?? 10_000;
+
+  await Promise.all(plan.registries.map(async (e) => {
+    try {
+      served.push({ source: `https://${endpointKey(e)}`, chain: chainFromDer(await readers.fetchChain(e, timeoutMs), endpointKey(e)) });
+    } catch (err) {
+      unreachable.push(`registry ${endpointKey(e)}: ${(err as Error).message}`);
+    }
+  }));
+
+  const names = new Set([...plan.clusters.map((c) => c.name), ...(plan.servingSecret ? [plan.servingSecret.cluster] : [])]);
+  for (const name of names) {
+    let api: ClusterReader;
+    try {
+      api = readers.cluster(name);
+    } catch (err) {
+      unreachable.push(`cluster ${name}: ${(err as Error).message}`);
+      continue;
+    }
+    const cluster = plan.clusters.find((c) => c.name === name);
+    try {
+      const secretRef = plan.servingSecret?.cluster === name ? plan.servingSecret : undefined;
+      if (secretRef) {
+        const secret = await api.getSecret(secretRef);
+        const pem = secret?.data?.["tls.crt"];
+        if (pem) served.push({ source: `Secret ${secretRef.namespace}/${secretRef.name} in cluster ${name}`, chain: parsePemCertificates(Buffer.from(pem, "base64").toString(), "tls.crt").certs });
+        const a = secret?.metadata.annotations ?? {};
+        if (secret) servingRecord = { bundleHash: a[BUNDLE_ANNOTATION], stack: a[STACK_ANNOTATION] };
+      }
+      if (!cluster) continue;
+      const lease = async (kind: LeaseTargetKind, target: ObjectRef) => {
+        const l = await api.getLease(leaseRef(target, kind));
+        if (l) leases.push({ cluster: name, kind, target, lease: l });
+      };
+      if (cluster.controlPlanes.length > 0) {
+        const version = pickVersion(await api.servedKcpVersions(), undefined, "KubeadmControlPlane (controlplane.cluster.x-k8s.io)");
+        for (const ref of cluster.controlPlanes) {
+          await lease("KubeadmControlPlane", ref);
+          try {
+            controlPlanes.push({ cluster: name, ref, version, kcp: await api.getKcp(ref, version) });
+          } catch (err) {
+            if (httpStatus(err) !== 404) throw err;
+            missing.push(`KubeadmControlPlane ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].controlPlanes (kubectl get kcp -A)`);
+          }
+        }
+      }
+      for (const ref of cluster.machineDeployments) await lease("MachineDeployment", ref);
+    } catch (err) {
+      unreachable.push(`cluster ${name}: ${apiMessage(err)}`);
+    }
+  }
+  return { readAt: now, served, servingRecord, controlPlanes, leases, missing, unreachable };
+}
+
+/** A Lease is live while its last renewal plus its duration lies ahead of the time we read it. */
+function leaseExpiry(l: LeaseObject): Date | undefined {
+  const renewed = Date.parse(l.spec.renewTime ?? l.spec.acquireTime ?? "");
+  if (!l.spec.holderIdentity || Number.isNaN(renewed)) return undefined;
+  return new Date(renewed + (l.spec.leaseDurationSeconds ?? 30) * 1000);
+}
+
+/** sha256 of the bundle a KCP's CA file carries at `path`, or the 12-digit prefix named by its Secret. */
+function carriedHash(file: FileEntry): string | undefined {
+  if (typeof file.content === "string") return pemHash(file.content);
+  return /-registry-trust-ca-([0-9a-f]{12})$/.exec(file.contentFrom?.secret?.name ?? "")?.[1];
+}
+
+function kcpFiles(kcp: KcpObject): FileEntry[] {
+  const files = (kcp.spec?.kubeadmConfigSpec as { files?: unknown } | undefined)?.files;
+  return Array.isArray(files) ? (files as FileEntry[]) : [];
+}
+
+const short = (h: string | undefined) => (h ? `${h.slice(0, 12)}…` : "none");
+
+/** Everything that stands in the way of this rotation; `bundle` when known (pass 2). */
+export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?: { readonly pem: string; readonly hash: string }): Finding[] {
+  const out: Finding[] = [];
+  const add = (kind: FindingKind, message: string) => out.push({ kind, message });
+  for (const u of live.unreachable) add("unreachable", u);
+  for (const m of live.missing) add("missing", m);
+
+  for (const { cluster, kind, target, lease } of live.leases) {
+    const expires = leaseExpiry(lease);
+    if (!expires || expires <= live.readAt) continue;
+    add("unfinished", `${kind} ${target.namespace}/${target.name} in cluster ${cluster} is being changed right now: Lease ${lease.metadata.namespace}/${lease.metadata.name} ` +
+      `is held by "${lease.spec.holderIdentity}" (last renewed ${lease.spec.renewTime ?? "never"}, valid until ${expires.toISOString()}). ` +
+      "Let that run finish; if it died, its Lease expires by itself at that time, then run again.");
+  }
+
+  for (const { cluster, ref, kcp, version } of live.controlPlanes) {
+    const what = `KubeadmControlPlane ${ref.namespace}/${ref.name} in cluster ${cluster}`;
+    let recorded: string;
+    try {
+      recorded = readOwnership(kcp).bundleHash;
+    } catch (err) {
+      add("unfinished", `${what}: ${(err as Error).message}`);
+      continue;
+    }
+    const caPaths = new Set(plan.registries.map((e) => containerdCaPath({ ...e, mirrorOf: [] })));
+    for (const f of kcpFiles(kcp).filter((x) => caPaths.has(x.path))) {
+      const carried = carriedHash(f);
+      if (recorded && carried !== undefined && !recorded.startsWith(carried)) {
+        add("unfinished", `${what} carries at ${f.path} a bundle (sha256 ${short(carried)}) other than the one registry-trust last wrote there (${short(recorded)}): ` +
+          "another writer changed it, so the state of the previous rotation is unknown. Find out who (kubectl get kcp -o yaml, managedFields); then remove that entry's change or run the rotation that wrote it to completion.");
+      }
+    }
+    const continuing = bundle !== undefined && recorded === bundle.hash;
+    const rollout = rolloutState(kcp, version, kcp.metadata.generation ?? 0);
+    if (!rollout.done && !continuing) {
+      add(bundle ? "unfinished" : "deferred", `${what} has not finished rolling out its current spec (bundle ${short(recorded)}): ${rollout.summary}. ` +
+        "A new rotation must wait until its control-plane machines are replaced (kubectl get kcp, kubectl get machines); run again once the rollout is done.");
+    }
+    const last = live.servingRecord?.bundleHash;
+    if (recorded && last && recorded !== last && !continuing) {
+      add(bundle ? "unfinished" : "deferred", `${what} carries bundle ${short(recorded)}, but the last completed serving switch recorded ${short(last)}` +
+        `${bundle ? ` and this run distributes ${short(bundle.hash)}` : ""}: a rotation started after that switch has not completed. ` +
+        "Run that rotation (its stack config) to completion first, or revert to it.");
+    }
+  }
+
+  for (const { source, chain } of live.served) {
+    const leaf = chain[0];
+    if (!leaf) continue;
+    if (plan.ca.mode === "generate") {
+      const g = issuingGeneration(leaf, plan.ca.commonName);
+      if (g === undefined) {
+        add("note", `${source} serves ${describeCert(leaf)}, not issued by a CA of this stack: nodes given this bundle trust it only once the serving switch has installed this stack's certificate.`);
+        continue;
+      }
+      if (!plan.ca.generations.includes(g)) {
+        const current = Math.max(...plan.ca.generations);
+        add("overlap", `${source} serves a certificate from CA generation ${g}, which would leave the bundle (generations ${plan.ca.generations.join(", ")}): ` +
+          `nodes would stop trusting the registry mid-rotation. Either the previous rotation has not switched the serving certificate yet (finish it: run with caGeneration ${g + 1}), ` +
+          `or keep generation ${g}: pulumi config set registry-trust:caRetainGenerations ${current - g}.`);
+        continue;
+      }
+    }
+    if (!bundle) continue;
+    const anchors = parsePemCertificates(bundle.pem, "bundle").certs;
+    const verdict = verifyServing({ bundle: anchors, chain, now: live.readAt });
+    const untrusted = verdict.problems.find((p) => p.code === "UNKNOWN_AUTHORITY" || p.code === "MISSING_INTERMEDIATE" || p.code === "BAD_SIGNATURE");
+    if (untrusted) {
+      add("overlap", `${source} serves ${describeCert(leaf)}, which the new bundle does not trust (${untrusted.code}): distributing it would break every pull. ` +
+        "Keep that certificate's CA in the bundle until the registry serves a certificate from the new CA.");
+    }
+  }
+  return out;
+}
+
+export interface Verdict {
+  /** The refusal, when there is one: every blocking finding, with what to do. */
+  readonly error?: string;
+  readonly warnings: string[];
+}
+
+/**
+ * Blocking: unfinished, overlap, missing, and unreachable unless `allowUnreachable`. Deferred findings
+ * are warnings (pass 2 decides them); notes are warnings too.
+ */
+export function preflightVerdict(findings: readonly Finding[], allowUnreachable: boolean): Verdict {
+  const blocking = findings.filter((f) => f.kind === "unfinished" || f.kind === "overlap" || f.kind === "missing" || (f.kind === "unreachable" && !allowUnreachable));
+  const warnings = findings.filter((f) => !blocking.includes(f)).map((f) =>
+    f.kind === "unreachable" ? `rotation preflight could not read ${f.message} (going on: preflightAllowUnreachable is true)`
+      : f.kind === "deferred" ? `rotation preflight: ${f.message} (decided once the new bundle is known, before it is distributed)`
+        : `rotation preflight: ${f.message}`);
+  if (blocking.length === 0) return { warnings };
+  const lines = blocking.map((f) => `  - ${f.kind}: ${f.message}`);
+  const unreachableHint = blocking.some((f) => f.kind === "unreachable")
+    ? "\nLive state that cannot be read is not assumed to be fine. Fix access, or set registry-trust:preflightAllowUnreachable true to go on without it." : "";
+  return { error: `Rotation preflight refused; nothing was changed:\n${lines.join("\n")}${unreachableHint}`, warnings };
+}
