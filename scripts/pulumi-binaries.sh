@@ -2,7 +2,7 @@
 # Builds the Pulumi engine pieces this repo's e2e tests run, for machines without a Pulumi install, into a
 # cache outside the repo:
 #   ${REGISTRY_TRUST_CACHE:-~/.cache/registry-trust}/pulumi/<key>/bin/
-#     pulumi, pulumi-language-nodejs, pulumi-resource-tls, pulumi-resource-kubernetes
+#     pulumi, pulumi-language-nodejs, pulumi-resource-tls, pulumi-resource-kubernetes, pulumi-resource-command
 #   .../pulumi/<key>/VERSIONS           what was built, from which module versions
 # <key> is the CLI version plus a hash of every pin in pulumi-binaries.env, so a changed pin builds anew.
 # Built once; later runs reuse what is there. Plugins are found on PATH by the engine (named
@@ -11,14 +11,15 @@
 # Users with a normal Pulumi install need none of this: if `pulumi` is already on PATH (or PULUMI_BIN names
 # one) nothing is built unless PULUMI_BINARIES_FORCE=1.
 #
-# PULUMI_BINARIES="cli nodejs tls kubernetes" (default: all four) picks what to build, e.g. to cut CI time.
+# PULUMI_BINARIES="cli nodejs tls kubernetes command" (default: all five) picks what to build, e.g. to cut CI time.
 # Each binary is built on its own: one that fails is reported and the others are still built.
 #
 # pulumi-language-nodejs is our own minimal host (scripts/pulumi-language-nodejs/main.go; rebuilt when that
 # file changes): the upstream host's Go module is untagged, so the proxy cannot serve it. Automation API
 # inline programs need no host at all.
-# Not built (see docs/pulumi-engine.md): pulumi-resource-command, whose provider/ module has no tag of its
-# own, so no version of it can be fetched through the Go module proxy.
+# pulumi-resource-command is ours too (scripts/pulumi-resource-command/*.go; rebuilt when those files
+# change): a clean-room stand-in serving @pulumi/command 1.2.1's remote/local Command for the lab and CI,
+# because upstream's provider/ module has no tag of its own and the proxy serves no version of it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,13 +32,16 @@ TF_BRIDGE_VERSION="$(pin TF_BRIDGE_VERSION)"
 K8S_PROVIDER_MODULE_VERSION="$(pin K8S_PROVIDER_MODULE_VERSION)"
 K8S_PLUGIN_VERSION="$(pin K8S_PLUGIN_VERSION)"
 WRAPPER_REVISION="$(pin WRAPPER_REVISION)"
+# Not part of the cache key: it only changes our own plugin, whose stamp covers it (see stamp below).
+COMMAND_PLUGIN_VERSION="$(pin COMMAND_PLUGIN_VERSION)"
 CACHE="${REGISTRY_TRUST_CACHE:-$HOME/.cache/registry-trust}"
 pins="$PULUMI_VERSION $TLS_PLUGIN_VERSION $TLS_TF_PROVIDER_VERSION $TF_BRIDGE_VERSION $K8S_PROVIDER_MODULE_VERSION $K8S_PLUGIN_VERSION $WRAPPER_REVISION"
 key="$PULUMI_VERSION-$(printf '%s' "$pins" | sha256sum | cut -c1-10)"
 root="$CACHE/pulumi/$key"
 bin="$root/bin"
-wanted="${PULUMI_BINARIES:-cli nodejs tls kubernetes}"
+wanted="${PULUMI_BINARIES:-cli nodejs tls kubernetes command}"
 langhost_src="$here/pulumi-language-nodejs/main.go"
+command_src="$here/pulumi-resource-command"
 
 # --print-bin: print the bin directory for these pins (whether built or not) and exit.
 if [[ "${1:-}" == --print-bin ]]; then echo "$bin"; exit 0; fi
@@ -114,6 +118,19 @@ build_nodejs() {
   (cd "$w" && go mod tidy)
   gobuild "$w" "$w/out/pulumi-language-nodejs" . "-X main.Version=${PULUMI_VERSION#v}"
   echo "nodejs=${PULUMI_VERSION#v} (scripts/pulumi-language-nodejs/main.go $(stamp nodejs), github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION)" >"$w/out/VERSION"
+}
+
+build_command() {
+  local w="$1"
+  new_module "$w" pulumi-resource-command 1.25.11
+  # golang.org/x/crypto (ssh, ssh/agent) comes at the version the Pulumi SDK itself requires.
+  printf '\nrequire github.com/pulumi/pulumi/sdk/v3 %s\n' "$PULUMI_VERSION" >>"$w/go.mod"
+  cp "$command_src"/*.go "$w/"
+  (cd "$w" && go mod tidy)
+  gobuild "$w" "$w/out/pulumi-resource-command" . "-X main.Version=$COMMAND_PLUGIN_VERSION"
+  local crypto
+  crypto="$(cd "$w" && go list -m -f '{{.Version}}' golang.org/x/crypto)"
+  echo "command=$COMMAND_PLUGIN_VERSION (ours: scripts/pulumi-resource-command $(stamp command), a stand-in for @pulumi/command's plugin; github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION, golang.org/x/crypto $crypto)" >"$w/out/VERSION"
 }
 
 build_tls() {
@@ -314,7 +331,12 @@ GO
 # when complete, so an interrupted build is never taken for a cached one.
 failed=()
 # stamp NAME: what a cached binary must have been built from beyond the pins (our own source's hash).
-stamp() { if [[ "$1" == nodejs ]]; then sha256sum <"$langhost_src" | cut -c1-12; fi; }
+stamp() {
+  case "$1" in
+    nodejs) sha256sum <"$langhost_src" | cut -c1-12 ;;
+    command) { echo "$COMMAND_PLUGIN_VERSION"; cat "$command_src"/*.go; } | sha256sum | cut -c1-12 ;;
+  esac
+}
 build_one() {
   local name="$1" binary="$2" w t0
   if [[ -x "$bin/$binary" && "$(cat "$root/$name.stamp" 2>/dev/null)" == "$(stamp "$name")" ]]; then
@@ -356,7 +378,8 @@ for name in $wanted; do
     nodejs) build_one nodejs pulumi-language-nodejs ;;
     tls) build_one tls pulumi-resource-tls ;;
     kubernetes) build_one kubernetes pulumi-resource-kubernetes ;;
-    *) echo "pulumi-binaries: unknown binary '$name' in PULUMI_BINARIES (cli, nodejs, tls, kubernetes)" >&2; exit 2 ;;
+    command) build_one command pulumi-resource-command ;;
+    *) echo "pulumi-binaries: unknown binary '$name' in PULUMI_BINARIES (cli, nodejs, tls, kubernetes, command)" >&2; exit 2 ;;
   esac
 done
 # Dynamic providers (ControlPlaneTrust, WorkerTrust) run in the engine's `pulumi-nodejs` plugin, a launcher

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// outputSinks receive a command's stdout and stderr.
+type outputSinks struct{ stdout, stderr io.Writer }
+
+// capture keeps everything a stream wrote and passes each complete line to log (when logging is on).
+type capture struct {
+	mu      sync.Mutex
+	all     bytes.Buffer
+	partial []byte
+	log     func(string)
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.all.Write(p)
+	if c.log == nil {
+		return len(p), nil
+	}
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		c.log(string(c.partial[:i]))
+		c.partial = c.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+func (c *capture) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.log != nil && len(c.partial) > 0 {
+		c.log(string(c.partial))
+		c.partial = nil
+	}
+}
+
+// text is what lands in the stdout/stderr outputs: the stream without its final newline.
+func (c *capture) text() string { return strings.TrimSuffix(c.all.String(), "\n") }
+
+// run is one execution of a command line: create, update or delete.
+type run struct {
+	op     string // create | update | delete
+	line   string
+	env    map[string]string
+	stdout string
+	stderr string
+}
+
+// execute runs r for the command and returns its stdout/stderr. A non-zero exit is an error that carries
+// the ends of stderr and stdout, never stdin (it may hold a script or data the user did not mean to show).
+func (p *provider) execute(ctx context.Context, urn string, c *command, r *run) error {
+	logLine := func(stream string) func(string) {
+		if c.logging == "none" || (c.logging != "stdoutAndStderr" && c.logging != stream) {
+			return nil
+		}
+		return func(line string) { p.log.info(urn, line) }
+	}
+	stdout := &capture{log: logLine("stdout")}
+	stderr := &capture{log: logLine("stderr")}
+	sinks := outputSinks{stdout, stderr}
+	var exitErr, err error
+	switch c.typ {
+	case remoteCommandType:
+		exitErr, err = runRemote(ctx, c.conn, r.line, c.stdin, r.env, sinks,
+			func(msg string) { p.log.status(urn, msg) }, func(msg string) { p.log.warn(urn, msg) })
+	default:
+		exitErr, err = runLocal(ctx, c, r.line, r.env, sinks)
+	}
+	stdout.flush()
+	stderr.flush()
+	r.stdout, r.stderr = stdout.text(), stderr.text()
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.op, err)
+	}
+	if exitErr != nil {
+		return fmt.Errorf("%s command %v\n%s%s", r.op, exitErr, tail("stderr", r.stderr), tail("stdout", r.stdout))
+	}
+	return nil
+}
+
+const tailLines = 20
+
+func tail(name, text string) string {
+	if text == "" {
+		return fmt.Sprintf("--- %s: (empty)\n", name)
+	}
+	lines := strings.Split(text, "\n")
+	head := fmt.Sprintf("--- %s:\n", name)
+	if len(lines) > tailLines {
+		head = fmt.Sprintf("--- %s (last %d of %d lines):\n", name, tailLines, len(lines))
+		lines = lines[len(lines)-tailLines:]
+	}
+	return head + strings.Join(lines, "\n") + "\n"
+}
+
+func runLocal(ctx context.Context, c *command, line string, env map[string]string, out outputSinks) (exitErr error, err error) {
+	args := append(append([]string{}, c.interpreter[1:]...), line)
+	cmd := exec.CommandContext(ctx, c.interpreter[0], args...)
+	cmd.Dir = c.dir
+	cmd.Env = os.Environ()
+	for _, k := range sortedKeys(env) {
+		cmd.Env = append(cmd.Env, k+"="+env[k])
+	}
+	if c.stdin != nil {
+		cmd.Stdin = strings.NewReader(*c.stdin)
+	}
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("cancelled: %w", ctx.Err())
+	case errors.As(err, &exit):
+		return fmt.Errorf("exited with status %d (%s)", exit.ExitCode(), c.interpreter[0]), nil
+	default:
+		return nil, fmt.Errorf("cannot run %s: %w", c.interpreter[0], err)
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
