@@ -5,9 +5,12 @@
 //
 // It does what the engine needs to run a program directory (`pulumi up` / preview / destroy / refresh):
 // Run starts `node <program's @pulumi/pulumi>/cmd/run ...` with the same flags and environment the upstream
-// host passes (monitor/engine addresses, project, stack, config, TypeScript options). Everything about
-// plugin discovery returns nothing (plugins are found on PATH, automatic acquisition is off), dependency
-// installation is refused with a message, and code generation / packing / policy packs are not implemented.
+// host passes (monitor/engine addresses, project, stack, config, TypeScript options). RunPlugin starts
+// Node.js policy packs (`pulumi preview/up --policy-pack DIR`): the engine boots a policy pack through the
+// language host named by its PulumiPolicy.yaml runtime whenever that host exists, and falls back to a
+// `pulumi-analyzer-policy` launcher only when it does not. Everything about plugin discovery returns nothing
+// (plugins are found on PATH, automatic acquisition is off), dependency installation is refused with a
+// message, and code generation, packing and Node.js resource plugins are not implemented.
 package main
 
 import (
@@ -15,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,17 +121,27 @@ func option(info *pulumirpc.ProgramInfo, name string) (any, bool) {
 	return v, ok
 }
 
-// runScript finds @pulumi/pulumi's cmd/run from the program directory upwards, as Node would resolve it.
-func runScript(from string) (string, error) {
+// sdkScript finds @pulumi/pulumi's cmd/<name> from the program directory upwards, as Node would resolve it.
+func sdkScript(from, name string) (string, error) {
 	for dir := from; ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "node_modules", "@pulumi", "pulumi", "cmd", "run")
+		p := filepath.Join(dir, "node_modules", "@pulumi", "pulumi", "cmd", name)
 		if _, err := os.Stat(filepath.Join(p, "index.js")); err == nil {
 			return p, nil
 		}
 		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("@pulumi/pulumi is not installed for %s (run npm ci)", from)
+			return "", fmt.Errorf("@pulumi/pulumi (cmd/%s) is not installed for %s (run npm ci)", name, from)
 		}
 	}
+}
+
+// nodeArgs are the `nodeargs` runtime option's flags, placed before the script.
+func nodeArgs(info *pulumirpc.ProgramInfo) []string {
+	if v, ok := option(info, "nodeargs"); ok {
+		if s, ok := v.(string); ok && s != "" {
+			return strings.Fields(s)
+		}
+	}
+	return nil
 }
 
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
@@ -140,18 +154,12 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if entry == "" {
 		entry = "."
 	}
-	run, err := runScript(programDir)
+	run, err := sdkScript(programDir, "run")
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
 
-	args := []string{}
-	if v, ok := option(req.GetInfo(), "nodeargs"); ok {
-		if s, ok := v.(string); ok && s != "" {
-			args = append(args, strings.Fields(s)...)
-		}
-	}
-	args = append(args, run)
+	args := append(nodeArgs(req.GetInfo()), run)
 	add := func(k, v string) {
 		if v != "" {
 			args = append(args, "--"+k, v)
@@ -219,4 +227,101 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		return &pulumirpc.RunResponse{Error: fmt.Sprintf("Problem executing program (could not run node): %v", err)}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// RunPlugin starts a Node.js policy pack (kind "analyzer") the way @pulumi/pulumi expects it:
+// `node <pack's @pulumi/pulumi>/cmd/run-policy-pack <engine-address> <pack directory>`. The engine passes the
+// engine address (plus its logging flags) in Args, the full environment in Env, and reads the pack's gRPC
+// port from the first line of stdout, so stdout and stderr are streamed back unchanged, then the exit code.
+// The pack runs in its own directory, as the engine's legacy launcher path does, so that its tsconfig.json
+// (if any) and node_modules resolution are the pack's and not the stack program's. The stack's config reaches
+// the pack over the Analyzer ConfigureStack call, not through this process's environment.
+func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, stream grpc.ServerStreamingServer[pulumirpc.RunPluginResponse]) error {
+	if req.GetKind() != "analyzer" {
+		return fmt.Errorf("pulumi-language-nodejs (registry-trust minimal host): %q plugins written in Node.js are not supported, only policy packs", req.GetKind())
+	}
+	info := req.GetInfo()
+	if info == nil || info.ProgramDirectory == "" {
+		return errors.New("pulumi-language-nodejs: RunPlugin needs the policy pack's program info")
+	}
+	packDir := info.ProgramDirectory
+	run, err := sdkScript(packDir, "run-policy-pack")
+	if err != nil {
+		return err
+	}
+	args := append(nodeArgs(info), run)
+	args = append(args, req.GetArgs()...)
+	args = append(args, packDir)
+
+	ctx := stream.Context()
+	cmd := exec.CommandContext(ctx, "node", args...)
+	cmd.Dir = packDir
+	cmd.Env = req.GetEnv()
+	if len(cmd.Env) == 0 {
+		cmd.Env = os.Environ()
+	}
+	// Responses are sent from two goroutines (stdout, stderr); a gRPC stream allows one sender at a time.
+	sends := make(chan *pulumirpc.RunPluginResponse)
+	sendErr := make(chan error, 1)
+	go func() {
+		var first error
+		for r := range sends {
+			if first == nil {
+				first = stream.Send(r)
+			}
+		}
+		sendErr <- first
+	}()
+	forward := func(r io.Reader, wrap func([]byte) *pulumirpc.RunPluginResponse) <-chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 32*1024)
+			for {
+				n, err := r.Read(buf)
+				if n > 0 {
+					sends <- wrap(append([]byte(nil), buf[:n]...))
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		return done
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		close(sends)
+		<-sendErr
+		return fmt.Errorf("pulumi-language-nodejs: could not run node for policy pack %s: %w", packDir, err)
+	}
+	outDone := forward(stdout, func(b []byte) *pulumirpc.RunPluginResponse {
+		return &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stdout{Stdout: b}}
+	})
+	errDone := forward(stderr, func(b []byte) *pulumirpc.RunPluginResponse {
+		return &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Stderr{Stderr: b}}
+	})
+	// Both pipes must be drained before Wait closes them.
+	<-outDone
+	<-errDone
+	code := int32(0)
+	if err := cmd.Wait(); err != nil {
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) {
+			close(sends)
+			<-sendErr
+			return fmt.Errorf("pulumi-language-nodejs: policy pack %s: %w", packDir, err)
+		}
+		code = int32(exitErr.ExitCode())
+	}
+	sends <- &pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: code}}
+	close(sends)
+	return <-sendErr
 }
