@@ -1,0 +1,15 @@
+import { PolicyPack } from "@pulumi/policy";
+import { caOverlapRetention } from "./policies/ca-overlap-retention";
+import { insecureRegistrySettings } from "./policies/insecure-registry-settings";
+import { keyStrength } from "./policies/key-strength";
+import { maxValidity } from "./policies/max-validity";
+import { servingSans } from "./policies/serving-sans";
+import { sshHostKeysPinned } from "./policies/ssh-host-keys";
+import { captureStackConfig } from "./stack-config";
+
+// Before the PolicyPack starts its server: the production rules depend on the stack config it receives.
+captureStackConfig();
+
+new PolicyPack("registry-trust", {
+  policies: [insecureRegistrySettings, sshHostKeysPinned, caOverlapRetention, keyStrength, maxValidity, servingSans],
+});
