@@ -4,9 +4,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { fetchServedChain } from "../cli/served-chain";
 import { ServingTarget } from "../core/config/model";
 import { Endpoint } from "../core/endpoint";
-import { hostFilesCommandLine, hostFilesScript } from "../core/rotation/host-files";
+import { checkHostFilesSpec, hostFilesCommandLine, hostFilesScript } from "../core/rotation/host-files";
 import { waitUntilServed } from "../core/rotation/served";
-import { servingSecretManifest } from "../core/rotation/serving-secret";
+import { servingSecretMetadata } from "../core/rotation/serving-secret";
 import { parsePemCertificates } from "../core/x509/pem";
 
 /*
@@ -47,6 +47,14 @@ export class ServingCertificate extends pulumi.ComponentResource {
   readonly servedFingerprint: pulumi.Output<string>;
 
   constructor(name: string, args: ServingCertificateArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Before super(): a refused reload command must leave no resource behind, not even this component.
+    if (args.target.kind === "hostFiles") {
+      try {
+        checkHostFilesSpec(args.target);
+      } catch (e) {
+        throw new pulumi.ResourceError(`ServingCertificate ${name}: ${(e as Error).message}`, undefined);
+      }
+    }
     super("registry-trust:index:ServingCertificate", name, {}, opts);
     const childOpts: pulumi.CustomResourceOptions = { parent: this, dependsOn: args.after ?? [], retainOnDelete: true };
     const gate = pulumi.all(args.distributed ?? []);
@@ -56,18 +64,17 @@ export class ServingCertificate extends pulumi.ComponentResource {
 
     let done: pulumi.Output<unknown>;
     if (t.kind === "kubernetesSecret") {
-      const manifest = pulumi.all([chain, key, args.bundleHash]).apply(([c, k, h]) =>
-        servingSecretManifest(t, c, k, { bundleHash: h, stack: `${pulumi.getProject()}/${pulumi.getStack()}` }));
+      const metadata = pulumi.output(args.bundleHash).apply((h) => servingSecretMetadata(t, { bundleHash: h, stack: `${pulumi.getProject()}/${pulumi.getStack()}` }));
       const secret = new k8s.core.v1.Secret(`${name}-secret`, {
         metadata: {
           name: t.name,
           namespace: t.namespace,
-          labels: manifest.apply((m) => m.metadata.labels),
+          labels: metadata.labels,
           // The registry's Secret usually exists already, written by kubectl or a chart: take over its fields.
-          annotations: manifest.apply((m) => ({ ...m.metadata.annotations, "pulumi.com/patchForce": "true" })),
+          annotations: metadata.annotations.apply((a) => ({ ...a, "pulumi.com/patchForce": "true" })),
         },
         type: "kubernetes.io/tls",
-        stringData: pulumi.secret(manifest.apply((m) => m.stringData)),
+        stringData: pulumi.secret(pulumi.all([chain, key]).apply(([c, k]) => ({ "tls.crt": c, "tls.key": k }))),
       }, { ...childOpts, provider: args.provider });
       done = secret.metadata.resourceVersion;
     } else {

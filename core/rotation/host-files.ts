@@ -18,7 +18,8 @@ export interface HostFilesSpec {
 
 const quote = (s: string) => `'${s}'`;
 
-function refuse(spec: HostFilesSpec): void {
+/** Throws naming every path or reload word that is not plain; the config validation says the same earlier. */
+export function checkHostFilesSpec(spec: HostFilesSpec): void {
   const bad = [spec.certPath, spec.keyPath].filter((p) => !SAFE_PATH.test(p));
   if (bad.length > 0) throw new Error(`hostFiles: not a plain absolute path: ${bad.map((p) => JSON.stringify(p)).join(", ")}`);
   if (spec.reloadCommand.length === 0) throw new Error("hostFiles: the reload command is empty");
@@ -47,7 +48,7 @@ export function hostFilesCommandLine(user: string, chainPem: string): string {
  * pair in place; any failure exits non-zero and a rerun writes everything again.
  */
 export function hostFilesScript(spec: HostFilesSpec, chainPem: string, keyPem: string): string {
-  refuse(spec);
+  checkHostFilesSpec(spec);
   if (!/-----BEGIN CERTIFICATE-----/.test(chainPem)) throw new Error("hostFiles: the serving chain is not PEM");
   if (!/-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----/.test(keyPem)) throw new Error("hostFiles: the serving key is not a PEM private key");
   const b64 = (s: string) => Buffer.from(s).toString("base64");

@@ -23,17 +23,22 @@ export interface ServingSecretManifest {
   readonly stringData: { "tls.crt": string; "tls.key": string };
 }
 
-export function servingSecretManifest(ref: ServingSecretRef, chainPem: string, keyPem: string, record: { bundleHash: string; stack: string }): ServingSecretManifest {
+/** Name, labels and the rotation record: nothing secret, so that a diff shows them. */
+export function servingSecretMetadata(ref: ServingSecretRef, record: { bundleHash: string; stack: string }): ServingSecretManifest["metadata"] {
   if (!/^[0-9a-f]{64}$/.test(record.bundleHash)) throw new Error(`bundleHash must be 64 lowercase hex digits, got "${record.bundleHash}"`);
+  return {
+    name: ref.name,
+    namespace: ref.namespace,
+    labels: { "app.kubernetes.io/managed-by": "registry-trust" },
+    annotations: { [BUNDLE_ANNOTATION]: record.bundleHash, [STACK_ANNOTATION]: record.stack },
+  };
+}
+
+export function servingSecretManifest(ref: ServingSecretRef, chainPem: string, keyPem: string, record: { bundleHash: string; stack: string }): ServingSecretManifest {
   return {
     apiVersion: "v1",
     kind: "Secret",
-    metadata: {
-      name: ref.name,
-      namespace: ref.namespace,
-      labels: { "app.kubernetes.io/managed-by": "registry-trust" },
-      annotations: { [BUNDLE_ANNOTATION]: record.bundleHash, [STACK_ANNOTATION]: record.stack },
-    },
+    metadata: servingSecretMetadata(ref, record),
     type: "kubernetes.io/tls",
     stringData: { "tls.crt": chainPem, "tls.key": keyPem },
   };
