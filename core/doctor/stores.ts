@@ -223,7 +223,7 @@ function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "
     insecure.push(...h.insecure);
   } else {
     if (reg.port !== 443) {
-      for (const r of roots) if (exists(dump, `${r}/${reg.host}`)) portless.push({ dir: `${r}/${reg.host}`, cas: containerdHostDir(dump, `${r}/${reg.host}`, reg.host, notes).cas });
+      for (const r of roots) if (exists(dump, `${r}/${reg.host}`)) portless.push({ dir: `${r}/${reg.host}`, cas: containerdHostDir(dump, `${r}/${reg.host}`, key, notes).cas });
     }
     const unread = `${CERTS_DIRS.containerd}/${key}`;
     if (!roots.includes(CERTS_DIRS.containerd) && exists(dump, unread)) ignored.push({ dir: unread, cas: containerdHostDir(dump, unread, key, notes).cas });
