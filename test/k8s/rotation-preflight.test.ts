@@ -1,0 +1,176 @@
+// The rotation preflight reading live state for real: a kube-apiserver with the real Cluster API CRDs (KCP
+// written by the real sequencer, its rollout driven by the simulated controller, real Leases, the serving
+// TLS Secret as ServingCertificate writes it) and a real TLS endpoint. Needs `npm run k8s:binaries` first.
+import { AddressInfo } from "node:net";
+import { writeFileSync } from "node:fs";
+import { Server, createSecureContext, createServer } from "node:tls";
+import * as k8s from "@kubernetes/client-node";
+import { fetchServedChain } from "../../cli/served-chain";
+import { rotationPreflight } from "../../components/rotation-preflight";
+import { parseStackConfig } from "../../core/config/validate";
+import { clientNodeKcpApi, loadKubeConfig } from "../../core/kcp/api";
+import { applyControlPlaneTrust } from "../../core/kcp/apply";
+import { acquireLease } from "../../core/kcp/lease";
+import { LiveReaders, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
+import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/serving-secret";
+import { assembleBundle, bundleHash } from "../../core/x509/bundle";
+import { Issued, TestPki } from "../support/pki";
+import { ApiServer, startApiServer } from "./apiserver";
+import { NAMESPACE, createKcp, fastOptions, realApi, startSim } from "./kcp-support";
+import { SimCapiController } from "./sim-capi-controller";
+
+jest.setTimeout(180_000);
+
+const pki = new TestPki();
+const g1 = pki.root("Rotation CA G1");
+const g2 = pki.root("Rotation CA G2");
+const g3 = pki.root("Rotation CA G3");
+const bundle = (...cas: Issued[]) => {
+  const pem = assembleBundle(cas.map((c) => c.certPem)).pem;
+  return { pem, hash: bundleHash(pem) };
+};
+const B1 = bundle(g1);
+const B21 = bundle(g2, g1);
+const B32 = bundle(g3, g2);
+
+let env: ApiServer;
+let tlsServer: Server;
+let registry: { host: string; port: number; mirrorOf: string[] };
+const sims: SimCapiController[] = [];
+
+/** What the TLS endpoint serves, as the registry would: a leaf of generation 1. */
+const served: Issued = pki.leaf(g1, ["DNS:localhost", "IP:127.0.0.1"]);
+
+beforeAll(async () => {
+  env = await startApiServer();
+  tlsServer = createServer({ SNICallback: (_name, cb) => cb(null, createSecureContext({ cert: served.certPem, key: served.keyPem })) });
+  tlsServer.on("tlsClientError", () => undefined);
+  await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", () => r()));
+  registry = { host: "localhost", port: (tlsServer.address() as AddressInfo).port, mirrorOf: [] };
+});
+afterAll(async () => {
+  for (const s of sims.splice(0)) await s.stop();
+  tlsServer?.close();
+  await env?.stop();
+  pki.cleanup();
+});
+
+const readers = (): LiveReaders => ({
+  fetchChain: fetchServedChain,
+  cluster: () => clientNodeKcpApi(k8s, loadKubeConfig(k8s, env.kubeconfigPath)),
+  timeoutMs: 5000,
+});
+const plan = (generations: number[], extra: Partial<PreflightPlan> = {}): PreflightPlan => ({
+  registries: [registry],
+  ca: { mode: "generate", commonName: "Rotation CA", generations },
+  clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-done" }], machineDeployments: [{ namespace: NAMESPACE, name: "md-0" }] }],
+  servingSecret: { cluster: "mgmt", namespace: NAMESPACE, name: "registry-tls" },
+  ...extra,
+});
+const kinds = (f: { kind: string }[]) => f.map((x) => x.kind).sort();
+
+/** A KCP carrying `b`, written by the real sequencer; the simulated controller rolls it out within `rolloutMs`. */
+async function kcpCarrying(name: string, b: { pem: string }, rolloutMs: number): Promise<void> {
+  await createKcp(env, "v1beta2", name);
+  const sim = startSim(env, name, "v1beta2", { rolloutDelayMs: rolloutMs });
+  sims.push(sim);
+  await applyControlPlaneTrust(realApi(env), { namespace: NAMESPACE, name }, { endpoints: [registry], bundlePem: b.pem }, { ...fastOptions(`test/${name}`), rollout: { wait: rolloutMs < 10_000, timeoutMs: 20_000, pollMs: 25 } });
+}
+
+async function writeServingSecret(cert: Issued, recorded: string): Promise<void> {
+  const core = env.kubeConfig.makeApiClient(k8s.CoreV1Api);
+  const body = servingSecretManifest({ namespace: NAMESPACE, name: "registry-tls" }, cert.certPem, cert.keyPem, { bundleHash: recorded, stack: "registry-trust/test" });
+  await core.deleteNamespacedSecret({ namespace: NAMESPACE, name: "registry-tls" }).catch(() => undefined);
+  await core.createNamespacedSecret({ namespace: NAMESPACE, body: body as k8s.V1Secret });
+}
+
+test("the Secret ServingCertificate writes is accepted as kubernetes.io/tls and read back as served chain and rotation record", async () => {
+  await writeServingSecret(served, B1.hash);
+  const secret = await env.kubeConfig.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ namespace: NAMESPACE, name: "registry-tls" });
+  expect(secret.type).toBe("kubernetes.io/tls");
+  expect(Buffer.from(secret.data!["tls.key"], "base64").toString()).toBe(served.keyPem);
+  expect(secret.metadata?.annotations?.[BUNDLE_ANNOTATION]).toBe(B1.hash);
+  await kcpCarrying("cp-done", B1, 300);
+  const live = await readLiveState(plan([2, 1]), readers());
+  expect(live.unreachable).toEqual([]);
+  expect(live.servingRecord).toEqual({ bundleHash: B1.hash, stack: "registry-trust/test" });
+  expect(live.served.map((s) => s.source).sort()).toEqual([`Secret ${NAMESPACE}/registry-tls in cluster mgmt`, `https://localhost:${registry.port}`]);
+  expect(live.served.every((s) => s.chain[0].issuer.includes("Rotation CA G1"))).toBe(true);
+  // The previous rotation (to B1) finished: rotating to G2 with G1 retained goes ahead, in both passes.
+  expect(evaluatePreflight(plan([2, 1]), live)).toEqual([]);
+  expect(evaluatePreflight(plan([2, 1]), live, B21)).toEqual([]);
+});
+
+test("caRetainGenerations 0 while the endpoint and the Secret still serve generation 1: refused, both sources named", async () => {
+  const findings = evaluatePreflight(plan([2]), await readLiveState(plan([2]), readers()));
+  expect(kinds(findings)).toEqual(["overlap", "overlap"]);
+  const error = preflightVerdict(findings, false).error!;
+  expect(error).toContain(`https://localhost:${registry.port} serves a certificate from CA generation 1, which would leave the bundle (generations 2)`);
+  expect(error).toContain(`Secret ${NAMESPACE}/registry-tls in cluster mgmt serves a certificate from CA generation 1`);
+});
+
+test("a live Lease on the KCP or a MachineDeployment refuses the rotation, naming the holder; once released it passes", async () => {
+  const lease = await acquireLease(realApi(env), { namespace: NAMESPACE, name: "md-0" }, { holder: "registry-trust/other-stack/run-42", durationSeconds: 30 }, "MachineDeployment");
+  try {
+    const findings = evaluatePreflight(plan([2, 1]), await readLiveState(plan([2, 1]), readers()));
+    expect(kinds(findings)).toEqual(["unfinished"]);
+    expect(findings[0].message).toContain(`MachineDeployment ${NAMESPACE}/md-0 in cluster mgmt is being changed right now: Lease ${NAMESPACE}/registry-trust-md-md-0 is held by "registry-trust/other-stack/run-42"`);
+  } finally {
+    await lease.release();
+  }
+  expect(evaluatePreflight(plan([2, 1]), await readLiveState(plan([2, 1]), readers()))).toEqual([]);
+});
+
+test("a KCP still rolling out the previous bundle: deferred before the bundle is known, refused for a new one, allowed for the same one", async () => {
+  // Rotation to G2 started: KCP carries B21 but its machines are still being replaced; the last switch recorded B1.
+  await kcpCarrying("cp-rolling", B21, 600_000);
+  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-rolling" }], machineDeployments: [] }] });
+  const live = await readLiveState(p, readers());
+  expect(kinds(evaluatePreflight(p, live))).toEqual(["deferred", "deferred"]);
+  // Rerun of the same rotation: converges (ControlPlaneTrust waits for the rollout).
+  expect(evaluatePreflight(p, live, B21)).toEqual([]);
+  // A new rotation to G3 on top of it: refused, naming the rollout and the unrecorded bundle.
+  const p3 = { ...p, ca: { mode: "generate" as const, commonName: "Rotation CA", generations: [3, 2] } };
+  const error = preflightVerdict(evaluatePreflight(p3, live, B32), false).error!;
+  expect(error).toMatch(new RegExp(`KubeadmControlPlane ${NAMESPACE}/cp-rolling in cluster mgmt has not finished rolling out its current spec \\(bundle ${B21.hash.slice(0, 12)}…\\): generation \\d+: 0/3 up to date`));
+  expect(error).toContain(`carries bundle ${B21.hash.slice(0, 12)}…, but the last completed serving switch recorded ${B1.hash.slice(0, 12)}… and this run distributes ${B32.hash.slice(0, 12)}…`);
+  // ... and so does retiring G1 while its certificate is still served.
+  expect(error).toContain("serves a certificate from CA generation 1, which would leave the bundle (generations 3, 2)");
+});
+
+test("a KCP edited by another writer, and a KCP that does not exist, are refused", async () => {
+  const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+  const ref = { group: "controlplane.cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmcontrolplanes", name: "cp-done" };
+  const kcp = (await custom.getNamespacedCustomObject(ref)) as { spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
+  for (const f of kcp.spec.kubeadmConfigSpec.files) if (f.path.endsWith("/ca.crt")) f.content = g3.certPem;
+  await custom.replaceNamespacedCustomObject({ ...ref, body: kcp });
+  // The edit is a new spec: let the simulated controller finish that rollout, so only the edit itself is judged.
+  const sim = sims[0];
+  const seen = sim.events.length;
+  while (!sim.events.slice(seen).some((e) => e.kind === "rolled-out")) await new Promise((r) => setTimeout(r, 50));
+  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-done" }, { namespace: NAMESPACE, name: "cp-missing" }], machineDeployments: [] }] });
+  const findings = evaluatePreflight(p, await readLiveState(p, readers()));
+  expect(kinds(findings)).toEqual(["missing", "unfinished"]);
+  expect(findings.find((f) => f.kind === "unfinished")!.message).toContain("other than the one registry-trust last wrote there");
+  expect(findings.find((f) => f.kind === "missing")!.message).toContain(`KubeadmControlPlane ${NAMESPACE}/cp-missing does not exist in cluster mgmt`);
+});
+
+test("from the stack config, as the program runs it: unreachable apiserver and endpoint are an error unless overridden", async () => {
+  const closed = { host: "127.0.0.1", port: registry.port === 1 ? 2 : 1 };
+  const raw = (allow: boolean) => ({
+    registries: { value: JSON.stringify([{ host: closed.host, port: closed.port }]), secret: false },
+    clusters: { value: JSON.stringify([{ name: "gone", kubeconfig: `${env.dir}/unreachable.kubeconfig`, controlPlanes: [{ namespace: "a", name: "b" }] }]), secret: false },
+    preflightAllowUnreachable: { value: String(allow), secret: false },
+  });
+  const kc = loadKubeConfig(k8s, env.kubeconfigPath);
+  kc.clusters[0] = { ...kc.clusters[0], server: `https://127.0.0.1:${closed.port}` } as typeof kc.clusters[0];
+  writeFileSync(`${env.dir}/unreachable.kubeconfig`, kc.exportConfig());
+  const strict = parseStackConfig(raw(false), { baseDir: "/" });
+  const err = await rotationPreflight(strict, (c) => c.kubeconfig!).then(() => undefined, (e: Error) => e);
+  expect(err?.message).toMatch(/^Rotation preflight refused; nothing was changed:/);
+  expect(err?.message).toContain(`- unreachable: registry 127.0.0.1:${closed.port}: cannot complete a TLS handshake`);
+  expect(err?.message).toMatch(/- unreachable: cluster gone: .*ECONNREFUSED/);
+  expect(err?.message).toContain("set registry-trust:preflightAllowUnreachable true");
+  const lenient = await rotationPreflight(parseStackConfig(raw(true), { baseDir: "/" }), (c) => c.kubeconfig!);
+  expect(lenient.live.unreachable).toHaveLength(2);
+});
