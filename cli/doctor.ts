@@ -132,7 +132,7 @@ export async function doctor(argv: readonly string[], io: Io): Promise<number> {
 function humanReport(r: DoctorReport): string {
   const out: string[] = [`registry-trust doctor: ${r.node} → ${r.registry}${r.image ? ` (pull ${r.image})` : ""}`];
   const serious = r.findings.filter((f) => f.severity === "error" || f.severity === "risk");
-  out.push(r.healthy ? "HEALTHY: the node trusts the registry." : `PROBLEMS: ${serious.length} finding(s) that break or endanger pulls, most likely cause first:`);
+  out.push(r.healthy ? `HEALTHY: the node trusts the registry.${r.findings.length ? " Notes:" : ""}` : `PROBLEMS: ${serious.length} finding(s) that break or endanger pulls, most likely cause first:`);
   r.findings.forEach((f, i) => {
     out.push(`  ${i + 1}. ${f.severity.toUpperCase()} ${f.code} [${f.scope}]${f.confirmedByPull ? " (the CRI pull failed with this error)" : ""}: ${f.message}`);
     out.push(`     Fix: ${f.fix}`);
@@ -152,7 +152,7 @@ function humanReport(r: DoctorReport): string {
   for (const s of r.stores) out.push(`  ${s.store.padEnd(11)} ${s.trusted ? "trusted" : "NOT trusted"}${s.problems.length ? ` (${s.problems.join(", ")})` : ""}`);
   out.push("Trust locations:");
   for (const l of r.trustLocations) {
-    const what = l.certificates && l.count <= 3 ? l.certificates.map((c) => c.subject).join("; ") : `${l.count} certificates`;
+    const what = l.privateKey ? "a private key, not read" : l.certificates && l.count >= 1 && l.count <= 3 ? l.certificates.map((c) => c.subject).join("; ") : `${l.count} certificate(s)`;
     out.push(`  ${l.kind}${l.runtime ? `/${l.runtime}` : ""}  ${l.path}  (${what}; modified ${l.modified})`);
   }
   if (r.pull) out.push(`CRI pull of ${r.pull.image}: ${r.pull.ok ? "ok" : `FAILED: ${r.pull.output.split("\n").pop()}`}`);

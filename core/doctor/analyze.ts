@@ -6,6 +6,7 @@ import { Problem } from "../x509/problems";
 import { Verdict, verifyServing } from "../x509/verify";
 import { NodeDump } from "./dump";
 import { Finding, FindingCode, FindingSeverity, pullConfirms, rankFindings } from "./findings";
+import { CERTS_DIRS } from "./probe-script";
 import { CertFile, RuntimeName, RuntimeView, TrustViews, trustViews } from "./stores";
 import { DoctorTarget, nodeLabel } from "./target";
 
@@ -40,12 +41,20 @@ export interface CertSummary {
 }
 
 export interface TrustLocation {
-  /** os-pool: what Go loads at start; os-anchor: the OS update tool's input; runtime: read for this registry by that runtime. */
-  readonly kind: "os-pool" | "os-anchor" | "runtime" | "runtime-ignored" | "runtime-portless";
+  /**
+   * os-pool: what Go loads at start; os-anchor: the OS update tool's input; runtime: a CA file a detected
+   * runtime reads for this registry; runtime-ignored / runtime-portless: trust for it the runtime does not
+   * read; certs.d: anything else in a containerd, Docker or CRI-O certs.d tree; registries.yaml: k3s/RKE2.
+   */
+  readonly kind: "os-pool" | "os-anchor" | "runtime" | "runtime-ignored" | "runtime-portless" | "certs.d" | "registries.yaml";
+  /** The runtime whose layout it is. */
   readonly runtime?: RuntimeName;
   readonly path: string;
   readonly modified: string;
+  /** Certificates in it (0 for configuration files). */
   readonly count: number;
+  /** It holds a private key, which doctor never reads. */
+  readonly privateKey?: boolean;
   /** Listed when the file holds at most 20 (a distribution bundle is only counted). */
   readonly certificates?: readonly CertSummary[];
 }
@@ -155,7 +164,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
     })),
     chain: { from: input.served?.from, error: chain.length ? undefined : input.servedError, certificates: chain.map(summary) },
     stores,
-    trustLocations: locations(views),
+    trustLocations: locations(views, dump),
     pull,
     findings: ranked,
   };
@@ -296,7 +305,7 @@ function restartCheck(r: Judged, views: TrustViews, chain: readonly CertInfo[], 
     "RUNTIME_RESTART_NEEDED",
     "error",
     r.runtime,
-    `the registry's CA is only in the OS store, where it appeared at ${iso(since)} (${holders.map((h) => h.path).join(", ")}), after ${r.runtime} started at ${iso(started)} (PID ${r.processes.map((p) => p.pid).join(", ")}); Go loads the OS store once per process, so the running ${r.runtime} does not trust it yet.`,
+    `the registry's CA is only in the OS store, where it appeared at ${iso(since)} (${holders.map((h) => h.path).join(", ")}), after ${r.runtime} started at ${iso(started)} (PID ${r.processes.map((p) => p.pid).join(", ")}). Go loads the OS store once per process, at its first certificate verification: if ${r.runtime} verified any registry before the CA arrived, it will not trust it until restarted.`,
     `Restart ${r.runtime} (systemctl restart ${r.runtime}); better, install the CA in ${r.runtime}'s per-registry trust${r.runtime === "containerd" ? " (certs.d/<host:port>/hosts.toml, read per pull)" : ""}, so the next CA change needs no restart.`,
     [...holders.map((h) => `${h.path} modified ${iso(h.mtime)}`), ...r.processes.map((p) => `${p.name} PID ${p.pid} started ${p.startedAt.toISOString()}`)],
   );
@@ -335,7 +344,7 @@ function lastLine(s: string): string {
   return s.trim().split("\n").pop() ?? "";
 }
 
-function locations(views: TrustViews): TrustLocation[] {
+function locations(views: TrustViews, dump: NodeDump): TrustLocation[] {
   const loc = (kind: TrustLocation["kind"], f: CertFile, runtime?: RuntimeName): TrustLocation => ({
     kind,
     runtime,
@@ -344,7 +353,7 @@ function locations(views: TrustViews): TrustLocation[] {
     count: f.certs.length,
     certificates: f.certs.length <= 20 ? f.certs.map(summary) : undefined,
   });
-  return [
+  const out = [
     ...views.os.pool.map((f) => loc("os-pool", f)),
     ...views.os.anchors.map((f) => loc("os-anchor", f)),
     ...views.runtimes.flatMap((r) => [
@@ -353,4 +362,24 @@ function locations(views: TrustViews): TrustLocation[] {
       ...r.ignored.flatMap((d) => d.cas.map((f) => loc("runtime-ignored", f, r.runtime))),
     ]),
   ];
+  // Every other file in a certs.d tree (whatever the registry, whether or not that runtime is installed) and registries.yaml.
+  const listed = new Set(out.map((l) => l.path));
+  const configRoots = views.runtimes.flatMap((r) => (r.configPath ? r.configPath.split(":").filter(Boolean) : []));
+  const roots: [string, RuntimeName][] = [
+    ...Object.entries(CERTS_DIRS).map(([rt, d]) => [d, rt] as [string, RuntimeName]),
+    ...configRoots.map((d) => [d, "containerd"] as [string, RuntimeName]),
+  ];
+  for (const f of dump.files.values()) {
+    if (listed.has(f.path)) continue;
+    const root = roots.find(([d]) => f.path.startsWith(`${d}/`) && f.path.slice(d.length + 1).split("/").length === 2);
+    const rancher = /^\/etc\/rancher\/(k3s|rke2)\/registries\.yaml$/.exec(f.path);
+    if (!root && !rancher) continue;
+    listed.add(f.path);
+    const certs = f.content ? parsePemCertificates(f.content.toString("utf8"), f.path).certs : [];
+    out.push({
+      ...loc(root ? "certs.d" : "registries.yaml", { path: f.path, mtime: f.mtime, certs }, root ? root[1] : (rancher![1] as RuntimeName)),
+      ...(f.withheld ? { privateKey: true } : {}),
+    });
+  }
+  return out;
 }

@@ -118,7 +118,7 @@ command -v containerd >/dev/null 2>&1 && printf 'V containerd %s\\n' "$(b64 "$(c
 
 for d in /proc/[0-9]*; do
   c=$(cat "$d/comm" 2>/dev/null) || continue
-  case " ${PROCESS_NAMES.join(" ")} " in *" $c "*) ;; *) continue ;; esac
+  case "$c" in ${PROCESS_NAMES.join("|")}) ;; *) continue ;; esac
   s=$(cat "$d/stat" 2>/dev/null) || continue
   s=\${s##*) }
   # shellcheck disable=SC2086 # split the stat fields on purpose
@@ -169,6 +169,7 @@ for f in $refs; do case "$f" in *.key) ;; *) file_record "$f" 1 ;; esac; done
 # The chain the registry serves, as this node reaches it (its DNS, its /etc/hosts, its routes).
 if command -v openssl >/dev/null 2>&1; then
   to=''; command -v timeout >/dev/null 2>&1 && to='timeout 20'
+  # shellcheck disable=SC2086 # $to is empty or a command prefix, split on purpose
   if [ -n "$SNI" ]; then out=$($to openssl s_client -connect "$CONNECT" -servername "$SNI" -showcerts </dev/null 2>&1); rc=$?
   else out=$($to openssl s_client -connect "$CONNECT" -showcerts </dev/null 2>&1); rc=$?; fi
   printf 'X chain %s %s\\n' "$rc" "$(b64 "$out")"
@@ -179,6 +180,7 @@ if [ -n "$IMAGE" ] && command -v crictl >/dev/null 2>&1; then
   sudo=''
   [ "$(id -u)" = 0 ] || { sudo -n true 2>/dev/null && sudo='sudo -n'; }
   to=''; command -v timeout >/dev/null 2>&1 && to='timeout 120'
+  # shellcheck disable=SC2086 # $sudo and $to are empty or a command prefix, split on purpose
   out=$($sudo $to crictl pull "$IMAGE" 2>&1); rc=$?
   printf 'X pull %s %s\\n' "$rc" "$(b64 "$out")"
 fi
