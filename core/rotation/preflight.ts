@@ -220,7 +220,9 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
     if (plan.ca.mode === "generate") {
       const g = issuingGeneration(leaf, plan.ca.commonName);
       if (g === undefined) {
-        add("note", `${source} serves ${describeCert(leaf)}, not issued by a CA of this stack: nodes given this bundle trust it only once the serving switch has installed this stack's certificate.`);
+        // A first adoption: refusing would leave no way in, so this is said loudly instead (docs/rotation.md).
+        add("note", `${source} serves ${describeCert(leaf)}, not issued by a CA of this stack: the bundle does not hold its CA, so nodes given it ` +
+          "distrust what is served until the serving switch installs this stack's certificate, and their TLS probe fails meanwhile. See docs/rotation.md, \"Adopting a registry\".");
         continue;
       }
       if (!plan.ca.generations.includes(g)) {

@@ -3,7 +3,7 @@
 // TLS Secret as ServingCertificate writes it) and a real TLS endpoint. Needs `npm run k8s:binaries` first.
 import { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
-import { Server, createSecureContext, createServer } from "node:tls";
+import { Server, createServer } from "node:tls";
 import * as k8s from "@kubernetes/client-node";
 import { fetchServedChain } from "../../cli/served-chain";
 import { rotationPreflight } from "../../components/rotation-preflight";
@@ -43,7 +43,7 @@ const served: Issued = pki.leaf(g1, ["DNS:localhost", "IP:127.0.0.1"]);
 
 beforeAll(async () => {
   env = await startApiServer();
-  tlsServer = createServer({ SNICallback: (_name, cb) => cb(null, createSecureContext({ cert: served.certPem, key: served.keyPem })) });
+  tlsServer = createServer({ cert: served.certPem, key: served.keyPem });
   tlsServer.on("tlsClientError", () => undefined);
   await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", () => r()));
   registry = { host: "localhost", port: (tlsServer.address() as AddressInfo).port, mirrorOf: [] };
