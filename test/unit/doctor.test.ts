@@ -16,7 +16,6 @@ afterAll(() => pki.cleanup());
 const root = pki.root("Unit Registry Root");
 const publicRoot = pki.root("Some Public Root");
 const leaf = pki.leaf(root, ["DNS:registry.test"]);
-const otherRoot = pki.root("Unrelated Root");
 const REG = { host: "registry.test", port: 5000 };
 const KEY = "registry.test:5000";
 const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
