@@ -97,6 +97,8 @@ export interface DoctorReport {
 /** Runtimes crictl talks to (its default endpoints), in the order a CRI node would have them. */
 const CRI_RUNTIMES: readonly RuntimeName[] = ["containerd", "crio", "k3s", "rke2"];
 const CLOCK_SKEW_SECONDS = 300;
+/** Causes that are about which CA a runtime has (as opposed to the served chain itself). */
+const TRUST_CAUSES: readonly FindingCode[] = ["UNKNOWN_AUTHORITY", "CERTS_DIR_WITHOUT_PORT", "CONFIG_PATH_NOT_SET", "OS_STORE_NOT_REBUILT"];
 
 const summary = (c: CertInfo): CertSummary => ({
   subject: c.subject,
@@ -323,8 +325,16 @@ function judgePull(input: DoctorInput, views: TrustViews, findings: Finding[], a
   const cri = CRI_RUNTIMES.find((r) => views.runtimes.some((v) => v.runtime === r)) ?? "os";
   const concerns = (f: Finding) => f.scope === cri || f.scope === "registry" || f.scope === "os";
   if (ok) {
-    // The pull proves the running runtime trusts the registry: the start-time heuristic was wrong.
-    for (let i = findings.length - 1; i >= 0; i--) if (findings[i].code === "RUNTIME_RESTART_NEEDED" && findings[i].scope === cri) findings.splice(i, 1);
+    // The pull proves the running runtime trusts the registry: the start-time heuristic was wrong, and a
+    // missing-trust finding for it describes files, not what the runtime does (trust doctor does not model).
+    for (let i = findings.length - 1; i >= 0; i--) {
+      const f = findings[i];
+      if (f.scope !== cri) continue;
+      if (f.code === "RUNTIME_RESTART_NEEDED") findings.splice(i, 1);
+      else if (f.severity === "error" && TRUST_CAUSES.includes(f.code)) {
+        findings[i] = { ...f, severity: "warning", message: `${f.message} Yet the CRI pull succeeded, so ${cri} trusts the registry through something doctor does not read; fix this before relying on it.` };
+      }
+    }
   } else {
     let confirmed = 0;
     for (let i = 0; i < findings.length; i++) {

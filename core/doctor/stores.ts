@@ -204,6 +204,7 @@ function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "
   const configured = get(section, "config_path");
   const configPath = typeof configured === "string" ? configured : major >= 2 ? "/etc/containerd/certs.d:/etc/docker/certs.d" : "";
   const roots = configPath.split(":").filter(Boolean);
+  if (typeof configured !== "string" && major >= 2) notes.push(`config_path is not set: containerd ${major}.x reads ${configPath} by default`);
   const caFiles: CertFile[] = [];
   const insecure: Insecure[] = [];
   const portless: DirTrust[] = [];

@@ -128,6 +128,13 @@ describe("containerd with config_path (hosts.toml read per pull)", () => {
     expect(r.pull).toEqual({ image: `${KEY}/lab/demo:1`, ok: false, output: UNKNOWN });
   });
 
+  test("a successful CRI pull outweighs files that say otherwise: the trust finding becomes a warning", () => {
+    const r = run({ files: { "/etc/containerd/certs.d/_default/hosts.toml": `[host."https://${KEY}"]\n  ca = "/etc/ca.crt"\n` }, pull: { rc: 0, output: "Image is up to date for sha256:ab" } });
+    expect(r.healthy).toBe(true);
+    expect(r.findings.find((x) => x.code === "UNKNOWN_AUTHORITY")).toMatchObject({ severity: "warning", scope: "containerd" });
+    expect(r.findings.find((x) => x.code === "UNKNOWN_AUTHORITY")!.message).toContain("Yet the CRI pull succeeded");
+  });
+
   test("a hosts.toml that is not TOML is noted and the registry stays untrusted", () => {
     const r = run({ files: { [`${CERTS}/hosts.toml`]: "server = [" } });
     expect(codes(r)).toEqual(["UNKNOWN_AUTHORITY@containerd"]);
@@ -166,7 +173,9 @@ describe("trust containerd does not read", () => {
     expect(serious(r)[0].message).toContain("that CA would verify the registry");
     expect(serious(r)[0].fix).toContain('config_path = "/etc/containerd/certs.d"');
     // containerd 2.x reads /etc/containerd/certs.d by default.
-    expect(run({ files, containerdVersion: "containerd github.com/containerd/containerd/v2 v2.1.0 abc" }).healthy).toBe(true);
+    const v2 = run({ files, containerdVersion: "containerd github.com/containerd/containerd/v2 v2.1.0 abc" });
+    expect(v2.healthy).toBe(true);
+    expect(v2.runtimes[0].notes).toContain("config_path is not set: containerd 2.x reads /etc/containerd/certs.d:/etc/docker/certs.d by default");
   });
 
   test("containerd 1.x without config_path: the deprecated registry.configs tls.ca_file still applies; its insecure_skip_verify is a risk", () => {
