@@ -14,6 +14,10 @@ import { LabNode } from "../../lab/node";
 import { CliResult, cli } from "../support/cli";
 import { Issued, TestPki } from "../support/pki";
 
+// Each doctor run is a tsx start, an ssh session, the probe and a crictl shim (node + tsx): on a loaded
+// 2-core machine a test with three runs has taken 36 s.
+jest.setTimeout(180_000);
+
 const X509_UNKNOWN = "x509: certificate signed by unknown authority";
 const HOUR = 3_600_000;
 let lab: Lab;
@@ -22,7 +26,7 @@ const pki = new TestPki();
 const servers: Server[] = [];
 
 beforeAll(async () => {
-  lab = await startLab({ nodes: 6 });
+  lab = await startLab({ nodes: 8 });
   key = `registry.test:${lab.registry.port}`;
 }, 60_000);
 afterAll(async () => {
@@ -153,6 +157,29 @@ describe("the lab registry, nodes broken in one way each", () => {
     expect(serious(r)[0]).toMatchObject({ severity: "risk", scope: "containerd" });
     expect(serious(r)[0].message).toContain("With verification on, pulls would fail: UNKNOWN_AUTHORITY");
     expect(serious(r)[0].evidence).toEqual([`/etc/containerd/certs.d/${key}/hosts.toml: [host."https://${key}"] skip_verify = true`]);
+  });
+
+  test("the CA copied to the anchors directory but update-ca-certificates never run: OS_STORE_NOT_REBUILT", async () => {
+    const node = lab.nodes[6];
+    expect((await sh(node, "cat > /usr/local/share/ca-certificates/lab-registry.crt", lab.registry.caPem)).code).toBe(0);
+    const r = await doctor(node);
+    expect(r.code).toBe(1);
+    expect(codes(r)).toEqual(["OS_STORE_NOT_REBUILT"]);
+    expect(serious(r)[0]).toMatchObject({ scope: "os", confirmedByPull: true, evidence: expect.arrayContaining(["/usr/local/share/ca-certificates/lab-registry.crt"]) });
+    expect(r.report!.trustLocations).toEqual(expect.arrayContaining([expect.objectContaining({ kind: "os-anchor", path: "/usr/local/share/ca-certificates/lab-registry.crt", count: 1 })]));
+  });
+
+  test("hosts.toml in place but containerd's config_path removed: CONFIG_PATH_NOT_SET", async () => {
+    const node = lab.nodes[7];
+    expect((await sh(node, "sed -i '/config_path/d' /etc/containerd/config.toml && systemctl restart containerd")).code).toBe(0);
+    const hosts = `server = "https://${key}"\n[host."https://${key}"]\n  ca = "ca.crt"\n`;
+    expect((await sh(node, `mkdir -p /etc/containerd/certs.d/${key} && cat > /etc/containerd/certs.d/${key}/ca.crt && printf '${hosts}' > /etc/containerd/certs.d/${key}/hosts.toml`, lab.registry.caPem)).code).toBe(0);
+    const r = await doctor(node);
+    expect(r.code).toBe(1);
+    expect(codes(r)).toEqual(["CONFIG_PATH_NOT_SET"]);
+    expect(serious(r)[0]).toMatchObject({ scope: "containerd", confirmedByPull: true });
+    expect(serious(r)[0].message).toContain("that CA would verify the registry");
+    expect(r.report!.runtimes).toEqual([expect.objectContaining({ name: "containerd", configPath: "" })]);
   });
 
   test("a healthy node (trust installed by the rendered node script) is reported healthy with a successful CRI pull", async () => {
