@@ -12,7 +12,7 @@ export const sshHostKeysPinned: ResourceValidationPolicy = {
     if (args.type !== REMOTE_COMMAND) return;
     const facts = productionFacts(args);
     for (const problem of hostKeyProblems(plainProps(args.props))) {
-      reportViolation(`${args.name}: ${problem}. Pin it (registry-trust: nodes[].hostKey, the output of ssh-keyscan without the host name). ${becauseProduction(facts)}`);
+      reportViolation(`${args.name}: ${problem}. ${becauseProduction(facts)}`);
     }
   },
 };

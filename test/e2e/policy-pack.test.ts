@@ -104,7 +104,7 @@ describe("pulumi preview --policy-pack policy/", () => {
     expect(ok).toBe(false);
     expect(text).toContain("registry-trust@v0.1.0");
     expect(text).toMatch(/\[mandatory\]\s+ssh-host-keys-pinned/);
-    expect(text).toContain("nodes-n1: connection root@127.0.0.1: hostKey is not set, so any host key is accepted");
+    expect(text).toContain("nodes-n1: connection root@127.0.0.1: hostKey is not set, so any host key is accepted; pin it with the output of `ssh-keyscan -t ed25519 127.0.0.1 | cut -d' ' -f2-` (registry-trust: nodes[].hostKey)");
     expect(text).toMatch(/\[mandatory\]\s+ca-overlap-retention/);
     expect(text).toContain("registry-trust:caRetainGenerations is 0: a rotation would drop the CA");
     expect(text).toContain('RegistryPki "registry" puts CA generation 2 in the bundle without generation 1');

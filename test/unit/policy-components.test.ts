@@ -125,8 +125,8 @@ describe("NodeTrust's remote.Command connections", () => {
     const problems = Object.fromEntries(commands.map((c) => [c.name, hostKeyProblems(c.props)]));
     expect(problems).toEqual({
       "nodes-pinned": [],
-      "nodes-open": ["connection deploy@127.0.0.12: hostKey is not set, so any host key is accepted"],
-      "nodes-bastion": ["connection.proxy jump@bastion.test: hostKey is not set, so any host key is accepted"],
+      "nodes-open": ["connection deploy@127.0.0.12: hostKey is not set, so any host key is accepted; pin it with the output of `ssh-keyscan -t ed25519 127.0.0.12 | cut -d' ' -f2-` (registry-trust: nodes[].hostKey)"],
+      "nodes-bastion": ["connection.proxy jump@bastion.test: hostKey is not set, so any host key is accepted; pin it with the output of `ssh-keyscan -t ed25519 bastion.test | cut -d' ' -f2-` (registry-trust: nodes[].proxy.hostKey)"],
     });
     for (const c of commands) expect(insecureSettings(c.props)).toEqual([]);
   });

@@ -29,12 +29,12 @@ describe("SSH host keys on a remote.Command connection", () => {
   });
 
   test.each([
-    [{ connection: { host: "n1", user: "root" } }, ["connection root@n1: hostKey is not set, so any host key is accepted"]],
-    [{ connection: { host: "n1", hostKey: "  " } }, ["connection n1: hostKey is not set, so any host key is accepted"]],
+    [{ connection: { host: "n1", user: "root" } }, [expect.stringMatching(/^connection root@n1: hostKey is not set, so any host key is accepted; pin it .*ssh-keyscan -t ed25519 n1 .*\(registry-trust: nodes\[\]\.hostKey\)$/)]],
+    [{ connection: { host: "n1", hostKey: "  " } }, [expect.stringMatching(/^connection n1: hostKey is not set/)]],
     [{ connection: { host: "n1", hostKey: "n1 ssh-ed25519 AAAA" } }, [expect.stringMatching(/is not a public host key line/)]],
     [{ connection: { host: "n1", hostKey: KEY, proxy: { host: "b", user: "j", proxy: { host: "c" } } } }, [
-      "connection.proxy j@b: hostKey is not set, so any host key is accepted",
-      "connection.proxy.proxy c: hostKey is not set, so any host key is accepted",
+      expect.stringMatching(/^connection\.proxy j@b: hostKey is not set.*\(registry-trust: nodes\[\]\.proxy\.hostKey\)$/),
+      expect.stringMatching(/^connection\.proxy\.proxy c: hostKey is not set.*\(registry-trust: nodes\[\]\.proxy\.proxy\.hostKey\)$/),
     ]],
     [{}, ["connection is missing"]],
   ])("%j fails", (props, problems) => {
