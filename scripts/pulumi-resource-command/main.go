@@ -16,9 +16,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -43,8 +45,23 @@ func main() {
 		os.Exit(1)
 	}
 	p := newProvider(logger)
+	// An engine that goes away without stopping the plugin (killed, crashed) must not leave it, or the
+	// commands it runs, behind: the health check cancels everything and stops the server.
+	stop := make(chan bool)
+	if engineAddress != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := rpcutil.Healthcheck(ctx, engineAddress, 5*time.Minute, cancel); err != nil {
+			fmt.Fprintf(os.Stderr, "pulumi-resource-command: cannot watch the engine at %q: %v\n", engineAddress, err)
+			os.Exit(1)
+		}
+		go func() {
+			<-ctx.Done()
+			p.cancel()
+			close(stop)
+		}()
+	}
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
-		Cancel: p.stopServing,
+		Cancel: stop,
 		Init: func(srv *grpc.Server) error {
 			pulumirpc.RegisterResourceProviderServer(srv, p)
 			return nil

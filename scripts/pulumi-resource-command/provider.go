@@ -23,14 +23,13 @@ type provider struct {
 	pulumirpc.UnimplementedResourceProviderServer
 	log *engineLogger
 	// ctx is cancelled by the engine's Cancel (Ctrl-C): running commands are killed, not waited for.
-	ctx         context.Context
-	cancel      context.CancelFunc
-	stopServing chan bool
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newProvider(log *engineLogger) *provider {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &provider{log: log, ctx: ctx, cancel: cancel, stopServing: make(chan bool)}
+	return &provider{log: log, ctx: ctx, cancel: cancel}
 }
 
 // The plugin does not take secrets: the engine hands it plain values and marks every output whose input

@@ -3,7 +3,9 @@
 // programs (which need no Node.js language host: the SDK serves the program to the engine itself).
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import * as tls from "@pulumi/tls";
@@ -15,7 +17,7 @@ const PROJECT = "rt-engine-smoke";
 
 let engine: Engine;
 beforeAll(async () => {
-  engine = await offlineEngine(["tls", "kubernetes"]);
+  engine = await offlineEngine(["tls", "kubernetes", "command"]);
 });
 afterAll(() => engine?.cleanup());
 
@@ -152,5 +154,80 @@ describe("the kubernetes plugin", () => {
     await stack.cancel().catch(() => undefined);
     await stack.destroy({ color: "never" }).catch(() => undefined);
     await stack.workspace.removeStack("k8s", { force: true });
+  });
+});
+
+// pulumi-resource-command here is registry-trust's own stand-in plugin (scripts/pulumi-resource-command;
+// docs/pulumi-engine.md); with a normal Pulumi install this runs the upstream plugin, and must pass the same.
+describe("the command plugin: command.local.Command", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rt-cmd-smoke-"));
+  const journal = path.join(dir, "journal");
+  const inputs = { stdin: "first", trigger: "a", fail: false };
+  const program = async () => {
+    const cmd = new command.local.Command("cmd", {
+      create: inputs.fail ? "cat >/dev/null; echo partial; echo boom >&2; exit 7" : `read -r line; echo "create $line $RT_SMOKE" | tee -a ${journal}`,
+      update: `read -r line; echo "update $line prev=[$PULUMI_COMMAND_STDOUT]" | tee -a ${journal}`,
+      delete: `echo "delete prev=[$PULUMI_COMMAND_STDOUT]" >> ${journal}`,
+      stdin: inputs.stdin,
+      environment: { RT_SMOKE: "env-ok" },
+      triggers: [inputs.trigger],
+    });
+    return { stdout: cmd.stdout };
+  };
+  const lines = () => fs.readFileSync(journal, "utf8").trim().split("\n");
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await stackFor("command", program);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("runs create with stdin and environment; stdout is an output without its final newline", async () => {
+    const res = await stack.up({ color: "never" });
+    expect(res.outputs.stdout.value).toBe("create first env-ok");
+    expect(lines()).toEqual(["create first env-ok"]);
+  });
+
+  it("a second up changes nothing and runs nothing", async () => {
+    const preview = await stack.preview({ color: "never" });
+    expect(Object.keys(preview.changeSummary)).toEqual(["same"]);
+    expect((await stack.up({ color: "never" })).summary.resourceChanges).toEqual({ same: 2 });
+    expect(lines()).toHaveLength(1);
+  });
+
+  it("a changed input is an in-place update running `update` with the previous stdout", async () => {
+    inputs.stdin = "second";
+    const res = await stack.up({ color: "never" });
+    expect(res.summary.resourceChanges).toEqual({ same: 1, update: 1 });
+    expect(res.outputs.stdout.value).toBe("update second prev=[create first env-ok]");
+  });
+
+  it("a changed trigger replaces: the new resource's create, then the old one's delete", async () => {
+    inputs.trigger = "b";
+    const res = await stack.up({ color: "never" });
+    expect(res.summary.resourceChanges).toEqual({ same: 1, replace: 1 });
+    expect(lines().slice(-2)).toEqual(["create second env-ok", "delete prev=[update second prev=[create first env-ok]]"]);
+  });
+
+  it("a failing command fails the up with its exit status and stderr, never its stdin", async () => {
+    inputs.trigger = "c";
+    inputs.stdin = "stdin-must-not-show";
+    inputs.fail = true;
+    const err = await stack.up({ color: "never" }).then(() => undefined, (e: Error) => String(e));
+    expect(err).toMatch(/create command exited with status 7/);
+    expect(err).toMatch(/stderr:\s+boom/);
+    expect(err).toMatch(/stdout:\s+partial/);
+    expect(err).not.toContain("stdin-must-not-show");
+  });
+
+  it("destroy runs delete", async () => {
+    inputs.fail = false;
+    inputs.trigger = "b";
+    inputs.stdin = "second";
+    const before = lines().length;
+    const res = await stack.destroy({ color: "never" });
+    expect(res.summary.resourceChanges).toMatchObject({ delete: 2 });
+    expect(lines().slice(before)).toEqual(["delete prev=[create second env-ok]"]);
+    await stack.workspace.removeStack("command");
   });
 });
