@@ -102,7 +102,7 @@ export = async () => {
     caCertificates: pki.caCertificates,
     servingCertificate: pki.servingCertificate,
     servingChainPem: pki.servingChainPem,
-    servedFingerprint: serving?.servedFingerprint,
+    ...(serving ? { servedFingerprint: serving.servedFingerprint } : {}),
     nodes: nodeTrust.results,
     controlPlaneTrust: controlPlanes.map((c) => ({ generation: c.generation, servedVersion: c.servedVersion, bundleHash: c.bundleHash })),
     workerTemplates: workers.map((w) => ({ template: w.template, generation: w.generation, bundleHash: w.bundleHash })),
