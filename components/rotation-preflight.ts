@@ -4,7 +4,7 @@ import { fetchServedChain } from "../cli/served-chain";
 import { ClusterConfig, StackConfig } from "../core/config/model";
 import { clientNodeKcpApi, loadKubeConfig } from "../core/kcp/api";
 import { preflightPlan } from "../core/rotation/plan";
-import { ClusterReader, LiveReaders, LiveState, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../core/rotation/preflight";
+import { ClusterReader, LiveState, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../core/rotation/preflight";
 
 /** A cluster's reader from its kubeconfig path and context; client-node is loaded only when a cluster is configured. */
 function clusterReader(cluster: ClusterConfig, kubeconfig: string): ClusterReader {
@@ -25,17 +25,16 @@ export interface RotationPreflight {
  * Pass 1 of the rotation preflight (core/rotation/preflight.ts), run by the program before it registers
  * any resource, in preview as in update: throws a RunError naming everything unfinished.
  */
-export async function rotationPreflight(config: StackConfig, kubeconfigOf: (c: ClusterConfig) => string, readers?: Partial<LiveReaders>): Promise<RotationPreflight> {
+export async function rotationPreflight(config: StackConfig, kubeconfigOf: (c: ClusterConfig) => string): Promise<RotationPreflight> {
   const plan = preflightPlan(config);
   const allow = config.policy.preflightAllowUnreachable;
   const live = await readLiveState(plan, {
-    fetchChain: readers?.fetchChain ?? fetchServedChain,
-    cluster: readers?.cluster ?? ((name) => {
+    fetchChain: fetchServedChain,
+    cluster: (name) => {
       const c = config.clusters.find((x) => x.name === name);
       if (!c) throw new Error("not in clusters");
       return clusterReader(c, kubeconfigOf(c));
-    }),
-    timeoutMs: readers?.timeoutMs,
+    },
   });
   const first = preflightVerdict(evaluatePreflight(plan, live), allow);
   if (first.error) throw new pulumi.RunError(first.error);
