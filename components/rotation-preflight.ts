@@ -8,7 +8,6 @@ import { ClusterReader, LiveState, PreflightPlan, evaluatePreflight, preflightVe
 
 /** A cluster's reader from its kubeconfig path and context; client-node is loaded only when a cluster is configured. */
 function clusterReader(cluster: ClusterConfig, kubeconfig: string): ClusterReader {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const k8s = require("@kubernetes/client-node") as typeof K8s;
   return clientNodeKcpApi(k8s, loadKubeConfig(k8s, kubeconfig, cluster.context));
 }
