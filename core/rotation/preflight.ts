@@ -87,6 +87,15 @@ export interface Finding {
   readonly message: string;
 }
 
+/** `p`, or a rejection naming `what` after `ms`: an apiserver behind a black hole must not hang the preview. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, now = new Date()): Promise<LiveState> {
   const served: { source: string; chain: CertInfo[] }[] = [];
   const unreachable: string[] = [];
@@ -105,35 +114,37 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
   }));
 
   const names = new Set([...plan.clusters.map((c) => c.name), ...(plan.servingSecret ? [plan.servingSecret.cluster] : [])]);
-  for (const name of names) {
+  const readCluster = async (name: string) => {
     let api: ClusterReader;
     try {
       api = readers.cluster(name);
     } catch (err) {
       unreachable.push(`cluster ${name}: ${(err as Error).message}`);
-      continue;
+      return;
     }
     const cluster = plan.clusters.find((c) => c.name === name);
+    const at = (what: string) => `${what} in cluster ${name}`;
     try {
       const secretRef = plan.servingSecret?.cluster === name ? plan.servingSecret : undefined;
       if (secretRef) {
-        const secret = await api.getSecret(secretRef);
+        const secret = await within(api.getSecret(secretRef), timeoutMs, at(`reading Secret ${secretRef.namespace}/${secretRef.name}`));
         const pem = secret?.data?.["tls.crt"];
         if (pem) served.push({ source: `Secret ${secretRef.namespace}/${secretRef.name} in cluster ${name}`, chain: parsePemCertificates(Buffer.from(pem, "base64").toString(), "tls.crt").certs });
         const a = secret?.metadata.annotations ?? {};
         if (secret) servingRecord = { bundleHash: a[BUNDLE_ANNOTATION], stack: a[STACK_ANNOTATION] };
       }
-      if (!cluster) continue;
+      if (!cluster) return;
       const lease = async (kind: LeaseTargetKind, target: ObjectRef) => {
-        const l = await api.getLease(leaseRef(target, kind));
+        const ref = leaseRef(target, kind);
+        const l = await within(api.getLease(ref), timeoutMs, at(`reading Lease ${ref.namespace}/${ref.name}`));
         if (l) leases.push({ cluster: name, kind, target, lease: l });
       };
       if (cluster.controlPlanes.length > 0) {
-        const version = pickVersion(await api.servedKcpVersions(), undefined, "KubeadmControlPlane (controlplane.cluster.x-k8s.io)");
+        const version = pickVersion(await within(api.servedKcpVersions(), timeoutMs, at("listing API versions")), undefined, "KubeadmControlPlane (controlplane.cluster.x-k8s.io)");
         for (const ref of cluster.controlPlanes) {
           await lease("KubeadmControlPlane", ref);
           try {
-            controlPlanes.push({ cluster: name, ref, version, kcp: await api.getKcp(ref, version) });
+            controlPlanes.push({ cluster: name, ref, version, kcp: await within(api.getKcp(ref, version), timeoutMs, at(`reading KubeadmControlPlane ${ref.namespace}/${ref.name}`)) });
           } catch (err) {
             if (httpStatus(err) !== 404) throw err;
             missing.push(`KubeadmControlPlane ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].controlPlanes (kubectl get kcp -A)`);
@@ -144,7 +155,9 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
     } catch (err) {
       unreachable.push(`cluster ${name}: ${apiMessage(err)}`);
     }
-  }
+  };
+  // Clusters are read in parallel, each one's reads in order; the TLS handshakes above ran in parallel too.
+  await Promise.all([...names].map(readCluster));
   return { readAt: now, served, servingRecord, controlPlanes, leases, missing, unreachable };
 }
 

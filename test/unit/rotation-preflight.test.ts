@@ -160,4 +160,15 @@ describe("live state that cannot be read", () => {
     expect(kinds(evaluatePreflight(plan, state))).toEqual(["unreachable", "unreachable", "missing"]);
     expect(state.missing[0]).toMatch(/^KubeadmControlPlane a\/b does not exist in cluster here/);
   });
+
+  test("an apiserver that never answers is unreachable after the timeout, not a hung preview", async () => {
+    const plan = generate([1], { clusters: [{ name: "blackhole", controlPlanes: [], machineDeployments: [{ namespace: "a", name: "md" }] }] });
+    const never = new Promise<never>(() => undefined);
+    const state = await readLiveState(plan, {
+      fetchChain: async () => [],
+      cluster: () => ({ servedKcpVersions: () => never, getKcp: () => never, getLease: () => never, getSecret: () => never }),
+      timeoutMs: 200,
+    });
+    expect(state.unreachable).toEqual(["cluster blackhole: reading Lease a/registry-trust-md-md in cluster blackhole: no answer within 200 ms"]);
+  });
 });
