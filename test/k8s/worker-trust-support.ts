@@ -50,7 +50,9 @@ export class SimMachineDeploymentController {
   private readonly loop: Promise<void>;
   private readonly api: k8s.CustomObjectsApi;
 
-  constructor(env: ApiServer, private readonly version: CapiVersion, private readonly name: string, private readonly rolloutDelayMs = 300) {
+  /** `paceMs`: the pause between writes is drawn from [min, max]; the lab runs slower than the tests' 5–50 ms. */
+  constructor(env: ApiServer, private readonly version: CapiVersion, private readonly name: string, private readonly rolloutDelayMs = 300,
+    private readonly paceMs: readonly [number, number] = [5, 50]) {
     this.api = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
     this.loop = this.run();
   }
@@ -79,7 +81,7 @@ export class SimMachineDeploymentController {
         const code = (e as { code?: number }).code;
         if (code !== 409) this.errors.push(String((e as Error).message).slice(0, 200));
       }
-      await new Promise((r) => setTimeout(r, 5 + Math.random() * 45));
+      await new Promise((r) => setTimeout(r, this.paceMs[0] + Math.random() * (this.paceMs[1] - this.paceMs[0])));
     }
   }
 
