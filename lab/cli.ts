@@ -7,12 +7,13 @@
  * process until `stop`; DIR/cluster/cluster.json describes it.
  * --stack NAME creates that Pulumi stack (in the backend of the environment, e.g. after
  * `. scripts/pulumi-env.sh`) and writes DIR/Pulumi.NAME.yaml: stacks/Pulumi.NAME.yaml with this lab's
- * run-time values filled in (lab/cluster-stack.ts), for `pulumi up --stack NAME --config-file` it.
+ * run-time values filled in (lab/cluster-stack.ts), for `pulumi up --stack NAME --config-file` it, and
+ * DIR/operator/bin/pulumi, which runs pulumi with the lab registry's name resolvable (lab/cluster-stack.ts).
  */
 import * as os from "node:os";
 import * as path from "node:path";
 import { launchCluster, stopCluster, type ClusterDescription } from "./cluster";
-import { writeLabStackConfig } from "./cluster-stack";
+import { operatorPulumi, writeLabStackConfig } from "./cluster-stack";
 import { attachLab, startLab } from "./lab";
 
 const USAGE = "usage: lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME] | stop [--dir DIR]";
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
         process.stdout.write(`cluster ${description.server} KUBECONFIG=${description.kubeconfig} ` +
           `KubeadmControlPlane ${description.namespace}/${description.controlPlane}, MachineDeployment ${description.namespace}/${description.machineDeployment}\n`);
       }
-      if (configFile) process.stdout.write(`stack ${stack}: pulumi up --stack ${stack} --config-file ${configFile}\n`);
+      if (configFile) process.stdout.write(`stack ${stack}: ${operatorPulumi(lab.describe())} up --stack ${stack} --config-file ${configFile}\n`);
     } catch (e) {
       await stopCluster(path.join(lab.dir, "cluster")).catch(() => undefined);
       await lab.stop().catch(() => undefined);

@@ -17,7 +17,7 @@ import type { LabDescription } from "./lab";
 const REPO_ROOT = path.resolve(__dirname, "..");
 
 /** The keys the lab start writes (the committed file names them in its header). */
-export const RUNTIME_KEYS = ["registries", "nodes", "sshPrivateKey", "probeImage", "clusters"] as const;
+export const RUNTIME_KEYS = ["registries", "nodes", "sshPrivateKey", "probeImage", "clusters", "servingTarget"] as const;
 
 export interface LabStackOptions {
   lab: LabDescription;
@@ -34,7 +34,14 @@ export interface LabStackOptions {
 
 /** The run-time values as plain config (the SSH key excluded: it is set as a secret). */
 export function runtimeConfig(lab: LabDescription, cluster?: ClusterDescription): Record<string, unknown> {
+  // The serving switch reaches the registry's files through the first node: nodes share the host's /tmp,
+  // where the lab keeps them, and the reload command runs there as well as on the host.
+  const [first] = lab.nodes;
   return {
+    servingTarget: {
+      kind: "hostFiles", host: first.host, port: first.port, user: first.user, hostKey: first.hostKey,
+      certPath: lab.registry.certPath, keyPath: lab.registry.keyPath, reloadCommand: [lab.registry.reloadCommand],
+    },
     registries: [{ host: lab.registry.host, port: lab.registry.port }],
     nodes: lab.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey })),
     probeImage: lab.registry.image,
@@ -72,6 +79,55 @@ export async function writeLabStackConfig(opts: LabStackOptions): Promise<string
   const key = fs.readFileSync(opts.lab.nodes[0].privateKeyPath, "utf8");
   await pulumi(["config", "set", "--secret", "--config-file", file, "--stack", stack, `${PROJECT}:sshPrivateKey`, "--non-interactive"], project, env, key);
   return file;
+}
+
+/**
+ * The adoption step's config, next to `configFile` (…/Pulumi.<stack>.adopt.yaml): the same stack with no
+ * nodes and no clusters, so that its `pulumi up` creates the CAs and switches the registry to this stack's
+ * serving certificate, and nothing else. The lab registry starts out serving a certificate of the lab's own
+ * CA, which no node trusts and which is not in the stack's bundle; in the full run NodeTrust verifies on
+ * each node (TLS probe, CRI pull) before the serving switch, so that first run could never pass. Switching
+ * first breaks nothing here: no node trusts the old certificate. Returns the file's path.
+ */
+export function adoptionConfig(configFile: string): string {
+  const doc = YAML.parseDocument(fs.readFileSync(configFile, "utf8"));
+  doc.setIn(["config", `${PROJECT}:nodes`], []);
+  doc.setIn(["config", `${PROJECT}:clusters`], []);
+  const file = configFile.replace(/\.yaml$/, ".adopt.yaml");
+  fs.writeFileSync(file, doc.toString(), { mode: 0o600 });
+  return file;
+}
+
+/**
+ * `<dir>`/operator/bin/pulumi: runs the `pulumi` found on `env`'s PATH in a private mount namespace whose
+ * /etc/hosts also maps the lab registry's name, as each node's does. The program reads live state from
+ * the operator's machine (the rotation preflight fetches what registry.test:PORT serves; the serving
+ * switch waits until it serves the new certificate), and on this host that name exists only inside the
+ * lab. The host's own /etc/hosts is never changed. Returns the wrapper's path.
+ */
+export function operatorPulumi(lab: LabDescription, env: NodeJS.ProcessEnv = process.env): string {
+  const real = (env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, "pulumi")).find((p) => {
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (!real) throw new Error("lab: `pulumi` is not on PATH; run `. scripts/pulumi-env.sh` first (or install Pulumi)");
+  const dir = path.join(lab.dir, "operator");
+  fs.mkdirSync(path.join(dir, "bin"), { recursive: true });
+  const hosts = path.join(dir, "hosts");
+  fs.writeFileSync(hosts, `${fs.readFileSync("/etc/hosts", "utf8").trimEnd()}\n${lab.registry.address} ${lab.registry.host}\n`);
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const wrapper = path.join(dir, "bin", "pulumi");
+  fs.writeFileSync(wrapper, [
+    "#!/bin/sh",
+    `# The lab's operator view: ${real} with ${lab.registry.host} resolving to ${lab.registry.address} (lab/cluster-stack.ts).`,
+    `exec unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' ${q(hosts)} ${q(real)} "$@"`,
+    "",
+  ].join("\n"), { mode: 0o755 });
+  return wrapper;
 }
 
 function pulumi(args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string): Promise<void> {

@@ -78,7 +78,7 @@ export async function startCluster(dir: string): Promise<LabCluster> {
     });
     kcpSim.start();
     stops.push(() => kcpSim.stop());
-    const mdSim = new SimMachineDeploymentController(api, VERSION, machineDeployment, 1500);
+    const mdSim = new SimMachineDeploymentController(api, VERSION, machineDeployment, 1500, [50, 250]);
     stops.push(() => mdSim.stop());
 
     const kubeconfig = path.join(dir, "kubeconfig");
