@@ -3,23 +3,25 @@
  * these functions are serialized into a Pulumi dynamic provider, where a plain object shape survives best.
  */
 
-export type KcpErrorCode =
-  | "KCP_NOT_FOUND"
-  | "VERSION_NOT_SERVED"
-  | "FOREIGN_FILE"
-  | "FORBIDDEN"
-  | "INVALID_BUNDLE"
-  | "INVALID_OWNERSHIP"
-  | "CONFLICT_DEADLINE"
-  | "LEASE_HELD"
-  | "LEASE_LOST"
-  | "ROLLOUT_TIMEOUT"
-  | "SECRET_CONFLICT"
-  | "MACHINE_DEPLOYMENT_NOT_FOUND"
-  | "TEMPLATE_NOT_FOUND"
-  | "UNSUPPORTED_BOOTSTRAP"
-  | "TEMPLATE_CONFLICT"
-  | "BUNDLE_TOO_LARGE";
+export const KCP_ERROR_CODES = [
+  "KCP_NOT_FOUND",
+  "VERSION_NOT_SERVED",
+  "FOREIGN_FILE",
+  "FORBIDDEN",
+  "INVALID_BUNDLE",
+  "INVALID_OWNERSHIP",
+  "CONFLICT_DEADLINE",
+  "LEASE_HELD",
+  "LEASE_LOST",
+  "ROLLOUT_TIMEOUT",
+  "SECRET_CONFLICT",
+  "MACHINE_DEPLOYMENT_NOT_FOUND",
+  "TEMPLATE_NOT_FOUND",
+  "UNSUPPORTED_BOOTSTRAP",
+  "TEMPLATE_CONFLICT",
+  "BUNDLE_TOO_LARGE",
+] as const;
+export type KcpErrorCode = (typeof KCP_ERROR_CODES)[number];
 
 export interface KcpError extends Error {
   readonly code: KcpErrorCode;
@@ -29,8 +31,10 @@ export function kcpError(code: KcpErrorCode, message: string): KcpError {
   return Object.assign(new Error(message), { code });
 }
 
+/** One of our refusals; system errors (e.g. node-fetch's FetchError) carry string codes like ECONNRESET too. */
 export function isKcpError(e: unknown, code?: KcpErrorCode): e is KcpError {
-  return e instanceof Error && typeof (e as Partial<KcpError>).code === "string" && (code === undefined || (e as KcpError).code === code);
+  const c = (e as Partial<KcpError> | undefined)?.code;
+  return e instanceof Error && (KCP_ERROR_CODES as readonly unknown[]).includes(c) && (code === undefined || c === code);
 }
 
 /** HTTP status of a failed Kubernetes API call (client-node's ApiException keeps it in `code`). */

@@ -30,6 +30,8 @@ export type LeaseTargetKind = keyof typeof LEASE_PREFIX;
 
 export interface HeldLease {
   readonly ref: ObjectRef;
+  /** How long the Lease stays ours without renewal; another holder takes it over after that. */
+  readonly durationSeconds: number;
   /** Throws LEASE_LOST once a renewal found the lease taken or expired. */
   check(): void;
   /** Stops renewing and deletes the lease (only our version of it). */
@@ -118,7 +120,8 @@ export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: Lease
       } else if (now) {
         held = now;
       } else if (httpStatus(e) === 404 || Date.now() - lastRenewed >= duration * 1000) {
-        lost = kcpError("LEASE_LOST", `could not renew Lease ${ref.namespace}/${ref.name} within its ${duration} s: ${apiMessage(e)}`);
+        lost = kcpError("LEASE_LOST", `could not renew Lease ${ref.namespace}/${ref.name} within its ${duration} s: ${apiMessage(e)}. ` +
+          "Stopped before another writer could take over; rerun once the apiserver answers (the Lease frees itself when unrenewed for its duration)");
       }
     }
   };
@@ -138,6 +141,7 @@ export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: Lease
 
   return {
     ref,
+    durationSeconds: duration,
     check() {
       if (lost) throw lost;
     },
@@ -154,4 +158,25 @@ export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: Lease
       }
     },
   };
+}
+
+/**
+ * Releases the lease and says how that went. A failed release (e.g. the apiserver unreachable) is reported,
+ * never thrown: it must not replace the run's own outcome, and the Lease frees itself once unrenewed for
+ * its duration.
+ */
+export async function releaseLease(lease: HeldLease): Promise<string> {
+  const name = `Lease ${lease.ref.namespace}/${lease.ref.name}`;
+  try {
+    lease.check();
+  } catch {
+    await lease.release();
+    return `${name} was lost while held and is left as it is; it frees itself once unrenewed for ${lease.durationSeconds} s`;
+  }
+  try {
+    await lease.release();
+    return `${name} released`;
+  } catch (e) {
+    return `${name} could not be deleted (${apiMessage(e)}); another run takes it over once it has gone unrenewed for ${lease.durationSeconds} s`;
+  }
 }

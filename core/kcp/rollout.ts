@@ -1,5 +1,5 @@
 import { KcpObject, KcpVersion } from "./api";
-import { kcpError } from "./errors";
+import { apiMessage, httpStatus, isKcpError, kcpError } from "./errors";
 
 /*
  * When is a KubeadmControlPlane rollout of our write finished? The controller must have seen our
@@ -71,17 +71,38 @@ export interface WaitOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `read` until `state` (rolloutState for a KCP, core/workers' for a MachineDeployment) says done. */
+/**
+ * A read that may succeed when repeated: the apiserver unreachable (restarting, a network blip: no HTTP
+ * status), overloaded (429) or failing (5xx). Our own refusals (not found, forbidden) are final.
+ */
+export function isTransient(e: unknown): boolean {
+  if (isKcpError(e)) return false;
+  const status = httpStatus(e);
+  return status === undefined || status === 429 || status >= 500;
+}
+
+/**
+ * Polls `read` until `state` (rolloutState for a KCP, core/workers' for a MachineDeployment) says done.
+ * The write is done by then, so a transient read failure (e.g. the apiserver restarting mid-rollout) is
+ * reported through onProgress and retried until the deadline rather than failing the run.
+ */
 export async function waitForRollout<T>(read: () => Promise<T>, state: (object: T) => RolloutState, generation: number, opts: WaitOptions): Promise<T> {
   const deadline = Date.now() + opts.timeoutMs;
   let last = "";
   for (;;) {
     opts.check?.();
-    const object = await read();
-    const now = state(object);
+    let now: RolloutState;
+    let object: T | undefined;
+    try {
+      object = await read();
+      now = state(object);
+    } catch (e) {
+      if (!isTransient(e)) throw e;
+      now = { done: false, summary: `cannot read ${opts.what}: ${apiMessage(e)}; retrying until the rollout deadline` };
+    }
     if (now.summary !== last) opts.onProgress?.(now.summary);
     last = now.summary;
-    if (now.done) return object;
+    if (now.done) return object as T;
     if (Date.now() >= deadline) {
       throw kcpError("ROLLOUT_TIMEOUT", `rollout of ${opts.what} (generation ${generation}) not finished after ${Math.round(opts.timeoutMs / 1000)} s: ${last}. ` +
         `Check the conditions of ${opts.what} and its machines; the trust entries are written and the rollout goes on.`);

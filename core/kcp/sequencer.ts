@@ -1,6 +1,6 @@
 import { KcpApi, KcpObject, KcpVersion, ObjectRef, pickVersion } from "./api";
 import { httpStatus, kcpError, refuseForbidden } from "./errors";
-import { acquireLease, HeldLease, LeaseOptions } from "./lease";
+import { acquireLease, HeldLease, LeaseOptions, releaseLease } from "./lease";
 import { Desired, desiredEntries, NOTHING, Ownership, planMerge, readOwnership, secretLabels, SecretPlan, TrustSpec, verifyEntries } from "./plan";
 import { Attempt, ConflictPolicy, retryOnConflict } from "./retry";
 import { rolloutState, waitForRollout } from "./rollout";
@@ -127,8 +127,7 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
     }
     return { version, ...write, ownership: desired.ownership };
   } finally {
-    await lease.release();
-    emit("released", `Lease ${lease.ref.namespace}/${lease.ref.name} released`);
+    emit("released", await releaseLease(lease));
   }
 }
 

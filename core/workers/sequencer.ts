@@ -1,6 +1,6 @@
 import { ObjectRef, pickVersion } from "../kcp/api";
 import { httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
-import { acquireLease, HeldLease, LeaseOptions } from "../kcp/lease";
+import { acquireLease, HeldLease, LeaseOptions, releaseLease } from "../kcp/lease";
 import { canonicalJson, Desired, desiredEntries, KCP_CONTENT_LIMIT, NOTHING, Ownership, TrustSpec } from "../kcp/plan";
 import { Attempt, ConflictPolicy, retryOnConflict } from "../kcp/retry";
 import { waitForRollout } from "../kcp/rollout";
@@ -225,7 +225,6 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
     }
     return { version, template, previousTemplate: previous ?? template, generation, written, attempts: r.attempts, conflicts: r.conflicts, pruned, ownership: desired.ownership };
   } finally {
-    await lease.release();
-    emit("released", `Lease ${lease.ref.namespace}/${lease.ref.name} released`);
+    emit("released", await releaseLease(lease));
   }
 }
