@@ -2,14 +2,14 @@ import type * as K8s from "@kubernetes/client-node";
 import * as pulumi from "@pulumi/pulumi";
 import { fetchServedChain } from "../cli/served-chain";
 import { ClusterConfig, StackConfig } from "../core/config/model";
-import { clientNodeKcpApi, loadKubeConfig } from "../core/kcp/api";
+import { loadKubeConfig } from "../core/kcp/api";
 import { preflightPlan } from "../core/rotation/plan";
-import { ClusterReader, LiveState, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../core/rotation/preflight";
+import { ClusterReader, LiveState, clientNodeClusterReader, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../core/rotation/preflight";
 
 /** A cluster's reader from its kubeconfig path and context; client-node is loaded only when a cluster is configured. */
 function clusterReader(cluster: ClusterConfig, kubeconfig: string): ClusterReader {
   const k8s = require("@kubernetes/client-node") as typeof K8s;
-  return clientNodeKcpApi(k8s, loadKubeConfig(k8s, kubeconfig, cluster.context));
+  return clientNodeClusterReader(k8s, loadKubeConfig(k8s, kubeconfig, cluster.context));
 }
 
 /** The live state read once, and the second pass to run against the bundle. */

@@ -1,10 +1,14 @@
+import type * as K8s from "@kubernetes/client-node";
 import { Endpoint, endpointKey } from "../endpoint";
-import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, pickVersion } from "../kcp/api";
+import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, pickVersion } from "../kcp/api";
 import { apiMessage, httpStatus } from "../kcp/errors";
 import { LeaseTargetKind, leaseRef } from "../kcp/lease";
 import { FileEntry, pemHash, readOwnership } from "../kcp/plan";
 import { rolloutState } from "../kcp/rollout";
 import { containerdCaPath } from "../node/containerd-hosts";
+import { MD_GROUP, WorkerApi, clientNodeWorkerApi } from "../workers/api";
+import { machineDeploymentRolloutState } from "../workers/rollout";
+import { configRefName } from "../workers/template";
 import { CertInfo } from "../x509/cert";
 import { parsePemCertificates } from "../x509/pem";
 import { verifyServing } from "../x509/verify";
@@ -40,8 +44,14 @@ export interface PreflightPlan {
   readonly clusters: readonly PreflightCluster[];
 }
 
-/** The reads the preflight makes in one cluster (KcpApi over @kubernetes/client-node in the program). */
-export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret">;
+/** The reads the preflight makes in one cluster (KcpApi and WorkerApi over @kubernetes/client-node in the program). */
+export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret"> &
+  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate">;
+
+/** The ClusterReader over @kubernetes/client-node 1.x; `k8s` is the module, passed in rather than imported. */
+export function clientNodeClusterReader(k8s: typeof K8s, kubeConfig: K8s.KubeConfig): ClusterReader {
+  return { ...clientNodeKcpApi(k8s, kubeConfig), ...clientNodeWorkerApi(k8s, kubeConfig) };
+}
 
 export interface LiveReaders {
   readonly fetchChain: FetchChain;
@@ -58,6 +68,15 @@ export interface ControlPlaneLive {
   readonly version: KcpVersion;
 }
 
+export interface MachineDeploymentLive {
+  readonly cluster: string;
+  readonly ref: ObjectRef;
+  readonly md: KcpObject;
+  readonly version: KcpVersion;
+  /** The KubeadmConfigTemplate it boots from, when it exists. */
+  readonly template?: KcpObject;
+}
+
 export interface LeaseLive {
   readonly cluster: string;
   readonly kind: LeaseTargetKind;
@@ -72,6 +91,7 @@ export interface LiveState {
   /** What the last completed serving switch recorded on the Secret. */
   readonly servingRecord?: { readonly bundleHash?: string; readonly stack?: string };
   readonly controlPlanes: readonly ControlPlaneLive[];
+  readonly machineDeployments: readonly MachineDeploymentLive[];
   /** Leases that exist now (released ones are deleted). */
   readonly leases: readonly LeaseLive[];
   /** Configured objects that do not exist. */
@@ -101,6 +121,7 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
   const unreachable: string[] = [];
   const missing: string[] = [];
   const controlPlanes: ControlPlaneLive[] = [];
+  const machineDeployments: MachineDeploymentLive[] = [];
   const leases: LeaseLive[] = [];
   let servingRecord: LiveState["servingRecord"];
   const timeoutMs = readers.timeoutMs ?? 10_000;
@@ -151,14 +172,30 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
           }
         }
       }
-      for (const ref of cluster.machineDeployments) await lease("MachineDeployment", ref);
+      if (cluster.machineDeployments.length > 0) {
+        const version = pickVersion(await within(api.servedVersions(MD_GROUP), timeoutMs, at("listing API versions")), undefined, `MachineDeployment (${MD_GROUP})`);
+        for (const ref of cluster.machineDeployments) {
+          await lease("MachineDeployment", ref);
+          let md: KcpObject;
+          try {
+            md = await within(api.getMachineDeployment(ref, version), timeoutMs, at(`reading MachineDeployment ${ref.namespace}/${ref.name}`));
+          } catch (err) {
+            if (httpStatus(err) !== 404) throw err;
+            missing.push(`MachineDeployment ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].machineDeployments (kubectl get machinedeployments -A)`);
+            continue;
+          }
+          const templateRef = { namespace: ref.namespace, name: configRefName(md) };
+          const template = await within(api.getTemplate(templateRef, version), timeoutMs, at(`reading KubeadmConfigTemplate ${templateRef.namespace}/${templateRef.name}`));
+          machineDeployments.push({ cluster: name, ref, md, version, template });
+        }
+      }
     } catch (err) {
       unreachable.push(`cluster ${name}: ${apiMessage(err)}`);
     }
   };
   // Clusters are read in parallel, each one's reads in order; the TLS handshakes above ran in parallel too.
   await Promise.all([...names].map(readCluster));
-  return { readAt: now, served, servingRecord, controlPlanes, leases, missing, unreachable };
+  return { readAt: now, served, servingRecord, controlPlanes, machineDeployments, leases, missing, unreachable };
 }
 
 /** A Lease is live while its last renewal plus its duration lies ahead of the time we read it. */
@@ -224,6 +261,16 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
       add(bundle ? "unfinished" : "deferred", `${what} carries bundle ${short(recorded)}, but the last completed serving switch recorded ${short(last)}` +
         `${bundle ? ` and this run distributes ${short(bundle.hash)}` : ""}: a rotation started after that switch has not completed. ` +
         "Run that rotation (its stack config) to completion first, or revert to it.");
+    }
+  }
+
+  for (const { cluster, ref, md, version, template } of live.machineDeployments) {
+    const recorded = template ? readOwnership(template).bundleHash : "";
+    const continuing = bundle !== undefined && recorded === bundle.hash;
+    const rollout = machineDeploymentRolloutState(md, version, md.metadata.generation ?? 0);
+    if (!rollout.done && !continuing) {
+      add(bundle ? "unfinished" : "deferred", `MachineDeployment ${ref.namespace}/${ref.name} in cluster ${cluster} has not finished rolling out its current template ` +
+        `(${template?.metadata.name ?? "unknown"}, bundle ${short(recorded || undefined)}): ${rollout.summary}. A new rotation must wait until its machines are replaced; run again once the rollout is done.`);
     }
   }
 

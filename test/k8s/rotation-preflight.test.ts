@@ -8,16 +8,17 @@ import * as k8s from "@kubernetes/client-node";
 import { fetchServedChain } from "../../cli/served-chain";
 import { rotationPreflight } from "../../components/rotation-preflight";
 import { parseStackConfig } from "../../core/config/validate";
-import { clientNodeKcpApi, loadKubeConfig } from "../../core/kcp/api";
+import { loadKubeConfig } from "../../core/kcp/api";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { acquireLease } from "../../core/kcp/lease";
-import { LiveReaders, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
+import { LiveReaders, PreflightPlan, clientNodeClusterReader, evaluatePreflight, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
 import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/serving-secret";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { Issued, TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
 import { NAMESPACE, createKcp, fastOptions, realApi, startSim } from "./kcp-support";
 import { SimCapiController } from "./sim-capi-controller";
+import { SimMachineDeploymentController, createMachineDeployment, createTemplate, templateRef } from "./worker-trust-support";
 
 jest.setTimeout(180_000);
 
@@ -37,12 +38,18 @@ let env: ApiServer;
 let tlsServer: Server;
 let registry: { host: string; port: number; mirrorOf: string[] };
 const sims: SimCapiController[] = [];
+let mdSim: SimMachineDeploymentController;
 
 /** What the TLS endpoint serves, as the registry would: a leaf of generation 1. */
 const served: Issued = pki.leaf(g1, ["DNS:localhost", "IP:127.0.0.1"]);
 
 beforeAll(async () => {
   env = await startApiServer();
+  // A MachineDeployment booting from a KubeadmConfigTemplate, rolled out by the simulated controller.
+  await createTemplate(env, "v1beta2", "md-0-bootstrap");
+  await createMachineDeployment(env, "v1beta2", "md-0", templateRef("v1beta2", "md-0-bootstrap"));
+  mdSim = new SimMachineDeploymentController(env, "v1beta2", "md-0", 100);
+  while (mdSim.rolledOut.length === 0) await new Promise((r) => setTimeout(r, 50));
   tlsServer = createServer({ cert: served.certPem, key: served.keyPem });
   tlsServer.on("tlsClientError", () => undefined);
   await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", () => r()));
@@ -50,6 +57,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const s of sims.splice(0)) await s.stop();
+  await mdSim?.stop();
   tlsServer?.close();
   await env?.stop();
   pki.cleanup();
@@ -57,7 +65,7 @@ afterAll(async () => {
 
 const readers = (): LiveReaders => ({
   fetchChain: fetchServedChain,
-  cluster: () => clientNodeKcpApi(k8s, loadKubeConfig(k8s, env.kubeconfigPath)),
+  cluster: () => clientNodeClusterReader(k8s, loadKubeConfig(k8s, env.kubeconfigPath)),
   timeoutMs: 5000,
 });
 const plan = (generations: number[], extra: Partial<PreflightPlan> = {}): PreflightPlan => ({
@@ -138,7 +146,7 @@ test("a KCP still rolling out the previous bundle: deferred before the bundle is
   expect(error).toContain("serves a certificate from CA generation 1, which would leave the bundle (generations 3, 2)");
 });
 
-test("a KCP edited by another writer, and a KCP that does not exist, are refused", async () => {
+test("a KCP edited by another writer, and a KCP and a MachineDeployment that do not exist, are refused", async () => {
   const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
   const ref = { group: "controlplane.cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmcontrolplanes", name: "cp-done" };
   const kcp = (await custom.getNamespacedCustomObject(ref)) as { spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
@@ -148,11 +156,12 @@ test("a KCP edited by another writer, and a KCP that does not exist, are refused
   const sim = sims[0];
   const seen = sim.events.length;
   while (!sim.events.slice(seen).some((e) => e.kind === "rolled-out")) await new Promise((r) => setTimeout(r, 50));
-  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-done" }, { namespace: NAMESPACE, name: "cp-missing" }], machineDeployments: [] }] });
+  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-done" }, { namespace: NAMESPACE, name: "cp-missing" }], machineDeployments: [{ namespace: NAMESPACE, name: "md-missing" }] }] });
   const findings = evaluatePreflight(p, await readLiveState(p, readers()));
-  expect(kinds(findings)).toEqual(["missing", "unfinished"]);
+  expect(kinds(findings)).toEqual(["missing", "missing", "unfinished"]);
+  expect(findings.map((f) => f.message)).toContainEqual(expect.stringContaining(`MachineDeployment ${NAMESPACE}/md-missing does not exist in cluster mgmt`));
   expect(findings.find((f) => f.kind === "unfinished")!.message).toContain("other than the one registry-trust last wrote there");
-  expect(findings.find((f) => f.kind === "missing")!.message).toContain(`KubeadmControlPlane ${NAMESPACE}/cp-missing does not exist in cluster mgmt`);
+  expect(findings.map((f) => f.message)).toContainEqual(expect.stringContaining(`KubeadmControlPlane ${NAMESPACE}/cp-missing does not exist in cluster mgmt`));
 });
 
 test("from the stack config, as the program runs it: unreachable apiserver and endpoint are an error unless overridden", async () => {

@@ -24,7 +24,7 @@ const bundleOf = (...cas: Issued[]) => {
 const generate = (generations: number[], extra: Partial<PreflightPlan> = {}): PreflightPlan =>
   ({ registries: [registry], ca: { mode: "generate", commonName: "Lab CA", generations }, clusters: [], ...extra });
 const live = (extra: Partial<LiveState> = {}): LiveState =>
-  ({ readAt: new Date(), served: [], controlPlanes: [], leases: [], missing: [], unreachable: [], ...extra });
+  ({ readAt: new Date(), served: [], controlPlanes: [], machineDeployments: [], leases: [], missing: [], unreachable: [], ...extra });
 const kinds = (f: { kind: string }[]) => f.map((x) => x.kind);
 
 describe("the served certificate's CA must stay in the bundle", () => {
@@ -129,6 +129,25 @@ describe("the previous rotation must be finished", () => {
   });
 });
 
+describe("a MachineDeployment still rolling out", () => {
+  const b = bundleOf(g2, g1);
+  const md = (upToDate: number) => ({
+    cluster: "mgmt", ref: { namespace: "clusters", name: "md-0" }, version: "v1beta2" as const,
+    md: { metadata: { name: "md-0", generation: 3 }, spec: { replicas: 2 }, status: { observedGeneration: 3, replicas: 2, readyReplicas: 2, upToDateReplicas: upToDate } },
+    template: { metadata: { name: "md-0-rt-abc", annotations: { [OWNERSHIP_ANNOTATION]: JSON.stringify({ paths: [], commands: [], bundleHash: b.hash }) } } },
+  });
+
+  test("deferred without the bundle, allowed for a rerun of its own bundle, refused for a new one", () => {
+    expect(evaluatePreflight(generate([2, 1]), live({ machineDeployments: [md(2)] }), bundleOf(g1))).toEqual([]);
+    const state = live({ machineDeployments: [md(1)] });
+    expect(kinds(evaluatePreflight(generate([2, 1]), state))).toEqual(["deferred"]);
+    expect(evaluatePreflight(generate([2, 1]), state, b)).toEqual([]);
+    const refused = evaluatePreflight(generate([2, 1]), state, bundleOf(g1));
+    expect(kinds(refused)).toEqual(["unfinished"]);
+    expect(refused[0].message).toContain(`MachineDeployment clusters/md-0 in cluster mgmt has not finished rolling out its current template (md-0-rt-abc, bundle ${b.hash.slice(0, 12)}…): generation 3: 1/2 up to date`);
+  });
+});
+
 describe("live state that cannot be read", () => {
   test("is an error naming what and how to override, or a warning with the override", () => {
     const findings = evaluatePreflight(generate([1]), live({ unreachable: ["registry registry.test:5000: connect ECONNREFUSED 127.0.0.1:5000"] }));
@@ -139,7 +158,7 @@ describe("live state that cannot be read", () => {
   });
 
   test("readLiveState turns failed reads into unreachable entries and a missing KCP into a refusal", async () => {
-    const plan = generate([1], { clusters: [{ name: "gone", controlPlanes: [{ namespace: "a", name: "b" }], machineDeployments: [] }, { name: "here", controlPlanes: [{ namespace: "a", name: "b" }], machineDeployments: [] }] });
+    const plan = generate([1], { clusters: [{ name: "gone", controlPlanes: [{ namespace: "a", name: "b" }], machineDeployments: [] }, { name: "here", controlPlanes: [{ namespace: "a", name: "b" }], machineDeployments: [{ namespace: "a", name: "md-0" }] }] });
     const notFound = Object.assign(new Error("not found"), { code: 404 });
     const state = await readLiveState(plan, {
       fetchChain: async () => { throw new Error("connect ECONNREFUSED 127.0.0.1:5000"); },
@@ -150,6 +169,9 @@ describe("live state that cannot be read", () => {
           getKcp: async () => { throw notFound; },
           getLease: async () => undefined,
           getSecret: async () => undefined,
+          servedVersions: async () => ["v1beta2"],
+          getMachineDeployment: async () => { throw notFound; },
+          getTemplate: async () => undefined,
         };
       },
     });
@@ -157,8 +179,9 @@ describe("live state that cannot be read", () => {
       "registry registry.test:5000: connect ECONNREFUSED 127.0.0.1:5000",
       "cluster gone: ENOENT: no such file or directory, open '/nope/kubeconfig'",
     ]);
-    expect(kinds(evaluatePreflight(plan, state))).toEqual(["unreachable", "unreachable", "missing"]);
+    expect(kinds(evaluatePreflight(plan, state))).toEqual(["unreachable", "unreachable", "missing", "missing"]);
     expect(state.missing[0]).toMatch(/^KubeadmControlPlane a\/b does not exist in cluster here/);
+    expect(state.missing[1]).toMatch(/^MachineDeployment a\/md-0 does not exist in cluster here: fix clusters\[\].machineDeployments/);
   });
 
   test("an apiserver that never answers is unreachable after the timeout, not a hung preview", async () => {
@@ -166,9 +189,9 @@ describe("live state that cannot be read", () => {
     const never = new Promise<never>(() => undefined);
     const state = await readLiveState(plan, {
       fetchChain: async () => [],
-      cluster: () => ({ servedKcpVersions: () => never, getKcp: () => never, getLease: () => never, getSecret: () => never }),
+      cluster: () => ({ servedKcpVersions: () => never, getKcp: () => never, getLease: () => never, getSecret: () => never, servedVersions: () => never, getMachineDeployment: () => never, getTemplate: () => never }),
       timeoutMs: 200,
     });
-    expect(state.unreachable).toEqual(["cluster blackhole: reading Lease a/registry-trust-md-md in cluster blackhole: no answer within 200 ms"]);
+    expect(state.unreachable).toEqual(["cluster blackhole: listing API versions in cluster blackhole: no answer within 200 ms"]);
   });
 });
