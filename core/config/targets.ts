@@ -58,7 +58,8 @@ function reloadCommand(r: Reader, path: string, v: unknown): string[] {
   return words;
 }
 
-export function servingTarget(r: Reader, clusters: readonly ClusterConfig[]): ServingTarget {
+/** `requireHostKey`: why the registry host's SSH key must be pinned (production, requireHostKeys), if it must. */
+export function servingTarget(r: Reader, clusters: readonly ClusterConfig[], requireHostKey?: string): ServingTarget {
   const v = r.json("servingTarget");
   const key = "servingTarget";
   if (!isObj(v)) {
@@ -89,6 +90,9 @@ export function servingTarget(r: Reader, clusters: readonly ClusterConfig[]): Se
   const port = portField(r, `${key}.port`, v.port, 22);
   const user = stringField(r, `${key}.user`, v.user ?? "root", UNIX_USER, "a Unix user name");
   const hostKey = stringField(r, `${key}.hostKey`, v.hostKey, HOST_KEY, "a public host key line such as \"ssh-ed25519 AAAAC3…\" (from ssh-keyscan, without the host name)");
+  if (v.hostKey === undefined && requireHostKey) {
+    r.issue(`${key}.hostKey`, undefined, `is required: ${requireHostKey}.`, `ssh-keyscan -t ed25519 ${host ?? "HOST"} | cut -d' ' -f2- , then pulumi config set --path '${PROJECT}:${key}.hostKey' "ssh-ed25519 AAAA…"`);
+  }
   const certPath = absPath(r, `${key}.certPath`, v.certPath);
   const keyPath = absPath(r, `${key}.keyPath`, v.keyPath);
   if (certPath && certPath === keyPath) r.issue(`${key}.keyPath`, keyPath, "is the same file as certPath.", "Give the key its own file.");

@@ -293,7 +293,8 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
   }
 
   const clusterList = clusters(r);
-  const target = servingTarget(r, clusterList);
+  const target = servingTarget(r, clusterList, production ? "production stacks pin SSH host keys (whoever answers at that address would receive the serving private key)"
+    : requireHostKeys ? "requireHostKeys is true" : undefined);
   if (target.kind !== "none" && servingMode === "external" && !servingKey) {
     r.issue("servingTarget.kind", target.kind, "needs the serving private key to install, and servingCertMode is external without servingKey.", `Set servingKey (pulumi config set --secret ${PROJECT}:servingKey < key.pem) and servingCertChainFile, or use servingTarget {kind: none}.`);
   }

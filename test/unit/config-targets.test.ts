@@ -45,6 +45,11 @@ test("a hostFiles target: defaults filled in, paths and reload words checked", (
   expect(problems({ servingTarget: { kind: "files" } })).toContain('registry-trust:servingTarget.kind = "files": must be one of none, kubernetesSecret, hostFiles.');
 });
 
+test("production pins the registry host's SSH key, as it does the nodes'", () => {
+  expect(problems({ production: true, servingTarget: hostFiles })).toContain("registry-trust:servingTarget.hostKey = (unset): is required: production stacks pin SSH host keys (whoever answers at that address would receive the serving private key).");
+  expect(problems({ requireHostKeys: true, servingTarget: hostFiles })).toContain("registry-trust:servingTarget.hostKey = (unset): is required: requireHostKeys is true.");
+});
+
 test("a serving switch needs the key: refused in external mode without servingKey", () => {
   expect(problems({ servingCertMode: "external", servingTarget: hostFiles }))
     .toContain('registry-trust:servingTarget.kind = "hostFiles": needs the serving private key to install, and servingCertMode is external without servingKey.');
