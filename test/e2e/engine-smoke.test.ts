@@ -165,8 +165,8 @@ describe("the command plugin: command.local.Command", () => {
   const inputs = { stdin: "first", trigger: "a", fail: false };
   const program = async () => {
     const cmd = new command.local.Command("cmd", {
-      create: inputs.fail ? "cat >/dev/null; echo partial; echo boom >&2; exit 7" : `read -r line; echo "create $line $RT_SMOKE" | tee -a ${journal}`,
-      update: `read -r line; echo "update $line prev=[$PULUMI_COMMAND_STDOUT]" | tee -a ${journal}`,
+      create: `read -r line; echo "create $line $RT_SMOKE" | tee -a ${journal}`,
+      update: inputs.fail ? "cat >/dev/null; echo partial; echo boom >&2; exit 7" : `read -r line; echo "update $line prev=[$PULUMI_COMMAND_STDOUT]" | tee -a ${journal}`,
       delete: `echo "delete prev=[$PULUMI_COMMAND_STDOUT]" >> ${journal}`,
       stdin: inputs.stdin,
       environment: { RT_SMOKE: "env-ok" },
@@ -209,25 +209,29 @@ describe("the command plugin: command.local.Command", () => {
     expect(lines().slice(-2)).toEqual(["create second env-ok", "delete prev=[update second prev=[create first env-ok]]"]);
   });
 
-  it("a failing command fails the up with its exit status and stderr, never its stdin", async () => {
-    inputs.trigger = "c";
+  it("a failing command fails the up with its exit status, stderr and stdout, never its stdin", async () => {
     inputs.stdin = "stdin-must-not-show";
     inputs.fail = true;
     const err = await stack.up({ color: "never" }).then(() => undefined, (e: Error) => String(e));
-    expect(err).toMatch(/create command exited with status 7/);
+    expect(err).toMatch(/update command exited with status 7/);
     expect(err).toMatch(/stderr:\s+boom/);
     expect(err).toMatch(/stdout:\s+partial/);
     expect(err).not.toContain("stdin-must-not-show");
   });
 
-  it("destroy runs delete", async () => {
+  it("after a failed update the old state is kept, so the next up updates again", async () => {
     inputs.fail = false;
-    inputs.trigger = "b";
-    inputs.stdin = "second";
+    inputs.stdin = "third";
+    const res = await stack.up({ color: "never" });
+    expect(res.summary.resourceChanges).toEqual({ same: 1, update: 1 });
+    expect(res.outputs.stdout.value).toBe("update third prev=[create second env-ok]");
+  });
+
+  it("destroy runs delete", async () => {
     const before = lines().length;
     const res = await stack.destroy({ color: "never" });
     expect(res.summary.resourceChanges).toMatchObject({ delete: 2 });
-    expect(lines().slice(before)).toEqual(["delete prev=[create second env-ok]"]);
+    expect(lines().slice(before)).toEqual(["delete prev=[update third prev=[create second env-ok]]"]);
     await stack.workspace.removeStack("command");
   });
 });
