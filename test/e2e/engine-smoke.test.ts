@@ -235,3 +235,27 @@ describe("the command plugin: command.local.Command", () => {
     await stack.workspace.removeStack("command");
   });
 });
+
+describe("the command plugin: command.remote.Command input checks", () => {
+  it("refuses bad connection inputs before running anything, naming each property and never echoing a key", async () => {
+    const notAKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-really-a-key-body\n-----END OPENSSH PRIVATE KEY-----\n";
+    const stack = await stackFor("remote-check", async () => {
+      const cmd = new command.remote.Command("bad", {
+        connection: { host: "127.0.0.1", port: 70000, privateKey: notAKey, hostKey: "not a host key", dialErrorLimit: 0 },
+        create: "true",
+      });
+      return { stdout: cmd.stdout };
+    });
+    const err = await stack.up({ color: "never" }).then(() => "succeeded", (e: Error) => String(e));
+    // The engine words Check failures as "property P value V has a problem: REASON".
+    expect(err).toMatch(/property connection\.port .* has a problem: 70000 is not a TCP port/);
+    expect(err).toMatch(/property connection\.privateKey .* has a problem: is not a private key/);
+    expect(err).toMatch(/property connection\.hostKey .* has a problem: is not a public host key/);
+    expect(err).toMatch(/property connection\.dialErrorLimit .* has a problem: 0: must be -1 \(unlimited\) or at least 1/);
+    expect(err).not.toContain("not-really-a-key-body");
+    const latest = JSON.parse(fs.readFileSync(stateFile("remote-check"), "utf8")).checkpoint.latest;
+    expect((latest.resources ?? []).filter((r: { type: string }) => r.type === "command:remote:Command")).toEqual([]);
+    await stack.destroy({ color: "never" });
+    await stack.workspace.removeStack("remote-check");
+  });
+});
