@@ -5,16 +5,18 @@ import { BootstrapTrust } from "./components/bootstrap-trust";
 import { ControlPlaneTrust } from "./components/control-plane-trust";
 import { NodeTrust } from "./components/node-trust";
 import { RegistryPki } from "./components/registry-pki";
+import { RotationRecord } from "./components/rotation-record";
 import { rotationPreflight } from "./components/rotation-preflight";
 import { ServingCertificate } from "./components/serving-certificate";
 import { loadStackConfig, secretConfig } from "./components/stack-config";
 import { WorkerTrust } from "./components/worker-trust";
 import { ClusterConfig } from "./core/config/model";
+import { recordNamespaces } from "./core/rotation/record";
 import { bundleHash as hashOf } from "./core/x509/bundle";
 
 /*
  * One `pulumi up` is one rotation step, in this order: certificates → bundle → node trust and control-plane /
- * worker trust → serving certificate switch. A CA generation is retired by leaving the bundle in the up
+ * worker trust → serving certificate switch → rotation record. A CA generation is retired by leaving the bundle in the up
  * after the one that switched away from it (core/rotation/plan.ts). The program is async because the
  * rotation preflight reads live state before any resource is registered.
  */
@@ -82,6 +84,8 @@ export = async () => {
     daemonSet: ds ? { image: ds.image, namespace: ds.namespace, provider: providerFor(ds.cluster) } : undefined,
   });
 
+  // Resolves once every node, control plane and worker template carries the bundle.
+  const trust = [nodeTrust.results, ...controlPlanes.map((c) => c.generation), ...workers.map((w) => w.generation)];
   const target = config.servingTarget;
   const serving = target.kind === "none" ? undefined : new ServingCertificate("serving", {
     target,
@@ -89,11 +93,22 @@ export = async () => {
     chainPem: pki.servingChainPem.apply((c) => c ?? ""),
     keyPem: pki.servingKeyPem.apply((k) => k ?? ""),
     bundleHash,
-    distributed: [nodeTrust.results, ...controlPlanes.map((c) => c.generation), ...workers.map((w) => w.generation)],
+    distributed: trust,
     after: [nodeTrust, ...controlPlanes, ...workers, bootstrap],
     provider: target.kind === "kubernetesSecret" ? providerFor(target.cluster) : undefined,
     sshPrivateKey: secretConfig("sshPrivateKey"),
   });
+
+  // Last: the record the next run's preflight compares the clusters' objects with.
+  const recorded = config.clusters.filter((c) => recordNamespaces(c).length > 0);
+  if (recorded.length > 0) {
+    new RotationRecord("rotation", {
+      clusters: recorded.map((c) => ({ name: c.name, namespaces: recordNamespaces(c), provider: providerFor(c.name) })),
+      bundleHash,
+      completed: serving ? [serving.servedFingerprint] : trust,
+      after: serving ? [serving] : [nodeTrust, ...controlPlanes, ...workers, bootstrap],
+    });
+  }
 
   return {
     bundlePem,

@@ -25,7 +25,7 @@ export interface RotationPreflight {
  * any resource, in preview as in update: throws a RunError naming everything unfinished.
  */
 export async function rotationPreflight(config: StackConfig, kubeconfigOf: (c: ClusterConfig) => string): Promise<RotationPreflight> {
-  const plan = preflightPlan(config);
+  const plan = preflightPlan(config, `${pulumi.getProject()}/${pulumi.getStack()}`);
   const allow = config.policy.preflightAllowUnreachable;
   const live = await readLiveState(plan, {
     fetchChain: fetchServedChain,

@@ -11,7 +11,7 @@ import { PreflightPlan } from "./preflight";
  */
 
 /** What the preflight checks for this stack config. */
-export function preflightPlan(config: StackConfig): PreflightPlan {
+export function preflightPlan(config: StackConfig, stack: string): PreflightPlan {
   const ca = config.ca.mode === "generate"
     ? { mode: "generate" as const, commonName: config.ca.commonName, generations: bundleGenerations(config.ca.generation, config.ca.retainGenerations) }
     : { mode: "import" as const };
@@ -21,5 +21,6 @@ export function preflightPlan(config: StackConfig): PreflightPlan {
     ca,
     servingSecret: t.kind === "kubernetesSecret" ? { cluster: t.cluster, namespace: t.namespace, name: t.name } : undefined,
     clusters: config.clusters.map((c) => ({ name: c.name, controlPlanes: c.controlPlanes, machineDeployments: c.machineDeployments })),
+    stack,
   };
 }

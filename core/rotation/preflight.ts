@@ -1,6 +1,6 @@
 import type * as K8s from "@kubernetes/client-node";
 import { Endpoint, endpointKey } from "../endpoint";
-import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, pickVersion } from "../kcp/api";
+import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, orUndefined, pickVersion } from "../kcp/api";
 import { apiMessage, httpStatus } from "../kcp/errors";
 import { LeaseTargetKind, leaseRef } from "../kcp/lease";
 import { FileEntry, pemHash, readOwnership } from "../kcp/plan";
@@ -13,6 +13,7 @@ import { CertInfo } from "../x509/cert";
 import { parsePemCertificates } from "../x509/pem";
 import { verifyServing } from "../x509/verify";
 import { FetchChain, chainFromDer, describeCert, issuingGeneration } from "./served";
+import { RECORD_KEY, recordName, recordNamespaces } from "./record";
 import { BUNDLE_ANNOTATION, STACK_ANNOTATION } from "./serving-secret";
 
 /*
@@ -42,15 +43,23 @@ export interface PreflightPlan {
   /** The TLS Secret the serving switch writes (servingTarget kubernetesSecret). */
   readonly servingSecret?: { readonly cluster: string } & ObjectRef;
   readonly clusters: readonly PreflightCluster[];
+  /** project/stack: whose rotation record (core/rotation/record.ts) is read. @default none read */
+  readonly stack?: string;
 }
 
 /** The reads the preflight makes in one cluster (KcpApi and WorkerApi over @kubernetes/client-node in the program). */
 export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret"> &
-  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate">;
+  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate"> &
+  { getConfigMap(ref: ObjectRef): Promise<{ data?: Record<string, string> } | undefined> };
 
 /** The ClusterReader over @kubernetes/client-node 1.x; `k8s` is the module, passed in rather than imported. */
 export function clientNodeClusterReader(k8s: typeof K8s, kubeConfig: K8s.KubeConfig): ClusterReader {
-  return { ...clientNodeKcpApi(k8s, kubeConfig), ...clientNodeWorkerApi(k8s, kubeConfig) };
+  const core = kubeConfig.makeApiClient(k8s.CoreV1Api);
+  return {
+    ...clientNodeKcpApi(k8s, kubeConfig),
+    ...clientNodeWorkerApi(k8s, kubeConfig),
+    getConfigMap: (ref) => orUndefined(core.readNamespacedConfigMap(ref)),
+  };
 }
 
 export interface LiveReaders {
@@ -90,6 +99,8 @@ export interface LiveState {
   readonly served: readonly { readonly source: string; readonly chain: readonly CertInfo[] }[];
   /** What the last completed serving switch recorded on the Secret. */
   readonly servingRecord?: { readonly bundleHash?: string; readonly stack?: string };
+  /** The stack's rotation records (ConfigMaps) by cluster and namespace. */
+  readonly records: readonly { readonly cluster: string; readonly namespace: string; readonly bundleHash: string }[];
   readonly controlPlanes: readonly ControlPlaneLive[];
   readonly machineDeployments: readonly MachineDeploymentLive[];
   /** Leases that exist now (released ones are deleted). */
@@ -123,6 +134,7 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
   const controlPlanes: ControlPlaneLive[] = [];
   const machineDeployments: MachineDeploymentLive[] = [];
   const leases: LeaseLive[] = [];
+  const records: { cluster: string; namespace: string; bundleHash: string }[] = [];
   let servingRecord: LiveState["servingRecord"];
   const timeoutMs = readers.timeoutMs ?? 10_000;
 
@@ -155,6 +167,12 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
         if (secret) servingRecord = { bundleHash: a[BUNDLE_ANNOTATION], stack: a[STACK_ANNOTATION] };
       }
       if (!cluster) return;
+      for (const namespace of plan.stack ? recordNamespaces(cluster) : []) {
+        const ref = { namespace, name: recordName(plan.stack!) };
+        const cm = await within(api.getConfigMap(ref), timeoutMs, at(`reading ConfigMap ${namespace}/${ref.name}`));
+        const hash = cm?.data?.[RECORD_KEY];
+        if (hash) records.push({ cluster: name, namespace, bundleHash: hash });
+      }
       const lease = async (kind: LeaseTargetKind, target: ObjectRef) => {
         const ref = leaseRef(target, kind);
         const l = await within(api.getLease(ref), timeoutMs, at(`reading Lease ${ref.namespace}/${ref.name}`));
@@ -195,7 +213,7 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
   };
   // Clusters are read in parallel, each one's reads in order; the TLS handshakes above ran in parallel too.
   await Promise.all([...names].map(readCluster));
-  return { readAt: now, served, servingRecord, controlPlanes, machineDeployments, leases, missing, unreachable };
+  return { readAt: now, served, servingRecord, records, controlPlanes, machineDeployments, leases, missing, unreachable };
 }
 
 /** A Lease is live while its last renewal plus its duration lies ahead of the time we read it. */
@@ -233,6 +251,15 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
       "Let that run finish; if it died, its Lease expires by itself at that time, then run again.");
   }
 
+  /** A bundle on a KCP or worker template that neither the last completed rotation nor this run wrote. */
+  const unrecorded = (what: string, cluster: string, namespace: string, carried: string, continuing: boolean) => {
+    const last = live.records.find((r) => r.cluster === cluster && r.namespace === namespace)?.bundleHash ?? live.servingRecord?.bundleHash;
+    if (!carried || !last || carried === last || continuing) return;
+    add(bundle ? "unfinished" : "deferred", `${what} carries bundle ${short(carried)}, but the last completed rotation recorded ${short(last)}` +
+      `${bundle ? ` and this run distributes ${short(bundle.hash)}` : ""}: a rotation started after it has not completed. ` +
+      "Run that rotation (its stack config) to completion first, or revert to it.");
+  };
+
   for (const { cluster, ref, kcp, version } of live.controlPlanes) {
     const what = `KubeadmControlPlane ${ref.namespace}/${ref.name} in cluster ${cluster}`;
     let recorded: string;
@@ -256,22 +283,19 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
       add(bundle ? "unfinished" : "deferred", `${what} has not finished rolling out its current spec (bundle ${short(recorded)}): ${rollout.summary}. ` +
         "A new rotation must wait until its control-plane machines are replaced (kubectl get kcp, kubectl get machines); run again once the rollout is done.");
     }
-    const last = live.servingRecord?.bundleHash;
-    if (recorded && last && recorded !== last && !continuing) {
-      add(bundle ? "unfinished" : "deferred", `${what} carries bundle ${short(recorded)}, but the last completed serving switch recorded ${short(last)}` +
-        `${bundle ? ` and this run distributes ${short(bundle.hash)}` : ""}: a rotation started after that switch has not completed. ` +
-        "Run that rotation (its stack config) to completion first, or revert to it.");
-    }
+    unrecorded(what, cluster, ref.namespace, recorded, continuing);
   }
 
   for (const { cluster, ref, md, version, template } of live.machineDeployments) {
     const recorded = template ? readOwnership(template).bundleHash : "";
     const continuing = bundle !== undefined && recorded === bundle.hash;
     const rollout = machineDeploymentRolloutState(md, version, md.metadata.generation ?? 0);
+    const what = `MachineDeployment ${ref.namespace}/${ref.name} in cluster ${cluster}`;
     if (!rollout.done && !continuing) {
-      add(bundle ? "unfinished" : "deferred", `MachineDeployment ${ref.namespace}/${ref.name} in cluster ${cluster} has not finished rolling out its current template ` +
+      add(bundle ? "unfinished" : "deferred", `${what} has not finished rolling out its current template ` +
         `(${template?.metadata.name ?? "unknown"}, bundle ${short(recorded || undefined)}): ${rollout.summary}. A new rotation must wait until its machines are replaced; run again once the rollout is done.`);
     }
+    unrecorded(what, cluster, ref.namespace, recorded, continuing);
   }
 
   for (const { source, chain } of live.served) {

@@ -12,6 +12,7 @@ import { loadKubeConfig } from "../../core/kcp/api";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { acquireLease } from "../../core/kcp/lease";
 import { LiveReaders, PreflightPlan, clientNodeClusterReader, evaluatePreflight, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
+import { recordManifest } from "../../core/rotation/record";
 import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/serving-secret";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { Issued, TestPki } from "../support/pki";
@@ -141,17 +142,39 @@ test("a KCP still rolling out the previous bundle: deferred before the bundle is
   const p3 = { ...p, ca: { mode: "generate" as const, commonName: "Rotation CA", generations: [3, 2] } };
   const error = preflightVerdict(evaluatePreflight(p3, live, B32), false).error!;
   expect(error).toMatch(new RegExp(`KubeadmControlPlane ${NAMESPACE}/cp-rolling in cluster mgmt has not finished rolling out its current spec \\(bundle ${B21.hash.slice(0, 12)}…\\): generation \\d+: 0/3 up to date`));
-  expect(error).toContain(`carries bundle ${B21.hash.slice(0, 12)}…, but the last completed serving switch recorded ${B1.hash.slice(0, 12)}… and this run distributes ${B32.hash.slice(0, 12)}…`);
+  expect(error).toContain(`carries bundle ${B21.hash.slice(0, 12)}…, but the last completed rotation recorded ${B1.hash.slice(0, 12)}… and this run distributes ${B32.hash.slice(0, 12)}…`);
   // ... and so does retiring G1 while its certificate is still served.
   expect(error).toContain("serves a certificate from CA generation 1, which would leave the bundle (generations 3, 2)");
+});
+
+test("the stack's rotation record (a ConfigMap per namespace, as RotationRecord writes it) is read and decides over the Secret's", async () => {
+  const core = env.kubeConfig.makeApiClient(k8s.CoreV1Api);
+  const record = recordManifest(NAMESPACE, "registry-trust/test", B21.hash);
+  await core.createNamespacedConfigMap({ namespace: NAMESPACE, body: record as k8s.V1ConfigMap });
+  const p = { ...plan([3, 2]), stack: "registry-trust/test" };
+  const live = await readLiveState(p, readers());
+  expect(live.records).toEqual([{ cluster: "mgmt", namespace: NAMESPACE, bundleHash: B21.hash }]);
+  // cp-done still carries B1: neither the recorded B21 nor this run's B32.
+  const unfinished = evaluatePreflight(p, live, B32).filter((f) => f.kind === "unfinished");
+  expect(unfinished.map((f) => f.message)).toEqual([expect.stringContaining(`KubeadmControlPlane ${NAMESPACE}/cp-done in cluster mgmt carries bundle ${B1.hash.slice(0, 12)}…, but the last completed rotation recorded ${B21.hash.slice(0, 12)}…`)]);
+  // Another stack's record is not this stack's.
+  expect((await readLiveState({ ...p, stack: "registry-trust/other" }, readers())).records).toEqual([]);
+  await core.deleteNamespacedConfigMap({ namespace: NAMESPACE, name: record.metadata.name });
 });
 
 test("a KCP edited by another writer, and a KCP and a MachineDeployment that do not exist, are refused", async () => {
   const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
   const ref = { group: "controlplane.cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmcontrolplanes", name: "cp-done" };
-  const kcp = (await custom.getNamespacedCustomObject(ref)) as { spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
-  for (const f of kcp.spec.kubeadmConfigSpec.files) if (f.path.endsWith("/ca.crt")) f.content = g3.certPem;
-  await custom.replaceNamespacedCustomObject({ ...ref, body: kcp });
+  // A naive writer, but one that retries its conflicts with the simulated controller until it lands.
+  for (;;) {
+    const kcp = (await custom.getNamespacedCustomObject(ref)) as { spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
+    for (const f of kcp.spec.kubeadmConfigSpec.files) if (f.path.endsWith("/ca.crt")) f.content = g3.certPem;
+    const landed = await custom.replaceNamespacedCustomObject({ ...ref, body: kcp }).then(() => true, (e: { code?: number }) => {
+      if (e.code !== 409) throw e;
+      return false;
+    });
+    if (landed) break;
+  }
   // The edit is a new spec: let the simulated controller finish that rollout, so only the edit itself is judged.
   const sim = sims[0];
   const seen = sim.events.length;

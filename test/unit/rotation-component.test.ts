@@ -16,7 +16,10 @@ pulumi.runtime.setMocks({
 
 // Imported after setMocks so that the SDK is in mock mode when the component module loads.
 import { ServingCertificate, ServingCertificateArgs } from "../../components/serving-certificate";
+import { RotationRecord } from "../../components/rotation-record";
+import { RECORD_KEY, recordName } from "../../core/rotation/record";
 import { BUNDLE_ANNOTATION, STACK_ANNOTATION } from "../../core/rotation/serving-secret";
+import * as k8s from "@pulumi/kubernetes";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());
@@ -96,4 +99,23 @@ test("a reload command with shell syntax is refused before anything is registere
     .toThrow('reload command words with shell syntax: "$(pidof registry)"');
   await settle();
   expect(registered.slice(before)).toEqual([]);
+});
+
+test("the rotation record: a ConfigMap per namespace, written only once the rotation completed, after the switch", async () => {
+  const sw = new Upstream("switch-done");
+  const provider = new k8s.Provider("mgmt-k8s", { kubeconfig: "/nonexistent" });
+  let complete!: (v: string) => void;
+  const completed = pulumi.output(new Promise<string>((r) => (complete = r)));
+  const c = capture();
+  new RotationRecord("rotation", { clusters: [{ name: "mgmt", namespaces: ["clusters", "workers"], provider }], bundleHash: HASH, completed: [completed], after: [sw] }, { transformations: c.transformations });
+  await settle();
+  expect(registered.filter((r) => r.type === "kubernetes:core/v1:ConfigMap")).toEqual([]);
+  complete("served");
+  await settle();
+  const maps = registered.filter((r) => r.type === "kubernetes:core/v1:ConfigMap");
+  expect(maps.map((m) => [m.name, m.inputs.metadata.namespace, m.inputs.metadata.name, m.inputs.data[RECORD_KEY]])).toEqual([
+    ["rotation-mgmt-clusters", "clusters", recordName("registry-trust/unit"), HASH],
+    ["rotation-mgmt-workers", "workers", recordName("registry-trust/unit"), HASH],
+  ]);
+  expect(c.opts.get("rotation-mgmt-clusters")?.dependsOn).toEqual([sw]);
 });

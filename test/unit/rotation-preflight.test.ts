@@ -24,7 +24,7 @@ const bundleOf = (...cas: Issued[]) => {
 const generate = (generations: number[], extra: Partial<PreflightPlan> = {}): PreflightPlan =>
   ({ registries: [registry], ca: { mode: "generate", commonName: "Lab CA", generations }, clusters: [], ...extra });
 const live = (extra: Partial<LiveState> = {}): LiveState =>
-  ({ readAt: new Date(), served: [], controlPlanes: [], machineDeployments: [], leases: [], missing: [], unreachable: [], ...extra });
+  ({ readAt: new Date(), served: [], controlPlanes: [], machineDeployments: [], records: [], leases: [], missing: [], unreachable: [], ...extra });
 const kinds = (f: { kind: string }[]) => f.map((x) => x.kind);
 
 describe("the served certificate's CA must stay in the bundle", () => {
@@ -124,8 +124,14 @@ describe("the previous rotation must be finished", () => {
     const third = bundleOf(pki.root("Lab CA G3"), g2);
     const refused = evaluatePreflight(generate([3, 2]), state, third);
     expect(kinds(refused)).toEqual(["unfinished"]);
-    expect(refused[0].message).toContain(`carries bundle ${next.hash.slice(0, 12)}…, but the last completed serving switch recorded ${old.hash.slice(0, 12)}… and this run distributes ${third.hash.slice(0, 12)}…`);
+    expect(refused[0].message).toContain(`carries bundle ${next.hash.slice(0, 12)}…, but the last completed rotation recorded ${old.hash.slice(0, 12)}… and this run distributes ${third.hash.slice(0, 12)}…`);
     expect(evaluatePreflight(generate([2, 1]), state, next)).toEqual([]);
+  });
+
+  test("the stack's record in the object's namespace decides, over the Secret's", () => {
+    const recorded = (hash: string) => live({ controlPlanes: [cp(kcpWith(next.pem, true))], servingRecord: { bundleHash: old.hash }, records: [{ cluster: "mgmt", namespace: "clusters", bundleHash: hash }] });
+    expect(evaluatePreflight(generate([3, 2]), recorded(next.hash), bundleOf(pki.root("Lab CA G3"), g2))).toEqual([]);
+    expect(kinds(evaluatePreflight(generate([3, 2]), recorded(old.hash), bundleOf(pki.root("Lab CA G3"), g2)))).toEqual(["unfinished"]);
   });
 });
 
@@ -172,6 +178,7 @@ describe("live state that cannot be read", () => {
           servedVersions: async () => ["v1beta2"],
           getMachineDeployment: async () => { throw notFound; },
           getTemplate: async () => undefined,
+          getConfigMap: async () => undefined,
         };
       },
     });
@@ -189,7 +196,7 @@ describe("live state that cannot be read", () => {
     const never = new Promise<never>(() => undefined);
     const state = await readLiveState(plan, {
       fetchChain: async () => [],
-      cluster: () => ({ servedKcpVersions: () => never, getKcp: () => never, getLease: () => never, getSecret: () => never, servedVersions: () => never, getMachineDeployment: () => never, getTemplate: () => never }),
+      cluster: () => ({ servedKcpVersions: () => never, getKcp: () => never, getLease: () => never, getSecret: () => never, servedVersions: () => never, getMachineDeployment: () => never, getTemplate: () => never, getConfigMap: () => never }),
       timeoutMs: 200,
     });
     expect(state.unreachable).toEqual(["cluster blackhole: listing API versions in cluster blackhole: no answer within 200 ms"]);
