@@ -6,8 +6,8 @@ import { WorkerTrustInputs, WorkerTrustOutputs, workerTrustProvider } from "./wo
 
 /*
  * Structural settings are plain values (they name the child resource and decide what is written); the
- * bundle and the kubeconfig are Inputs, the kubeconfig always kept secret. Same shape as ControlPlaneTrust,
- * except that the bundle must fit inline (10,240 characters): templates do not take it from a Secret yet.
+ * bundle and the kubeconfig are Inputs, the kubeconfig always kept secret. Same shape as ControlPlaneTrust;
+ * a bundle over Cluster API's 10,240 characters goes to a Secret owned by the MachineDeployment, as for a KCP.
  */
 export interface WorkerTrustArgs extends ClusterObjectTrustArgs {
   /** The MachineDeployment whose new machines receive the bundle. */

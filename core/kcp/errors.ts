@@ -19,7 +19,6 @@ export const KCP_ERROR_CODES = [
   "TEMPLATE_NOT_FOUND",
   "UNSUPPORTED_BOOTSTRAP",
   "TEMPLATE_CONFLICT",
-  "BUNDLE_TOO_LARGE",
 ] as const;
 export type KcpErrorCode = (typeof KCP_ERROR_CODES)[number];
 

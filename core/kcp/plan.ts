@@ -98,18 +98,25 @@ export function pemHash(pem: string): string {
   return createHash("sha256").update(pem).digest("hex");
 }
 
-/** Content-addressed, so a new bundle changes the KCP spec (and rolls out) and an old one is never rewritten. */
-export function secretName(kcpName: string, hash: string): string {
-  const suffix = `-registry-trust-ca-${hash.slice(0, 12)}`;
-  return `${kcpName.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
+/**
+ * Content-addressed, so a new bundle changes the KCP spec (and rolls out) and an old one is never rewritten.
+ * `kind` tells apart the Secrets of a KCP ("ca") and of a MachineDeployment ("md-ca") of the same name,
+ * which are pruned separately.
+ */
+export function secretName(ownerName: string, hash: string, kind: "ca" | "md-ca" = "ca"): string {
+  const suffix = `-registry-trust-${kind}-${hash.slice(0, 12)}`;
+  return `${ownerName.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
 }
 
-/** Our files (CA bundle per endpoint and containerd hosts.toml per certs.d directory) and commands. */
-export function desiredEntries(kcpName: string, spec: TrustSpec): Desired {
+/**
+ * Our files (CA bundle per endpoint and containerd hosts.toml per certs.d directory) and commands, for the
+ * KCP or (with `secretKind` "md-ca") the MachineDeployment named `ownerName`.
+ */
+export function desiredEntries(ownerName: string, spec: TrustSpec, secretKind: "ca" | "md-ca" = "ca"): Desired {
   if (spec.endpoints.length === 0) throw new Error("at least one registry endpoint is needed");
   const hash = pemHash(spec.bundlePem);
   const limit = Math.min(spec.inlineMaxChars ?? KCP_CONTENT_LIMIT, KCP_CONTENT_LIMIT);
-  const secret = spec.bundlePem.length > limit ? { name: secretName(kcpName, hash), key: SECRET_KEY, data: spec.bundlePem } : undefined;
+  const secret = spec.bundlePem.length > limit ? { name: secretName(ownerName, hash, secretKind), key: SECRET_KEY, data: spec.bundlePem } : undefined;
   const caFiles: FileEntry[] = spec.endpoints.map((e) => ({
     path: containerdCaPath(e),
     owner: "root:root",

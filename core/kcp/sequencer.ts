@@ -1,7 +1,8 @@
 import { KcpApi, KcpObject, KcpVersion, ObjectRef, pickVersion } from "./api";
 import { httpStatus, kcpError, refuseForbidden } from "./errors";
 import { acquireLease, HeldLease, LeaseOptions, releaseLease } from "./lease";
-import { Desired, desiredEntries, NOTHING, Ownership, planMerge, readOwnership, secretLabels, SecretPlan, TrustSpec, verifyEntries } from "./plan";
+import { Desired, desiredEntries, NOTHING, Ownership, planMerge, readOwnership, secretLabels, TrustSpec, verifyEntries } from "./plan";
+import { ensureSecret } from "./secret";
 import { Attempt, ConflictPolicy, retryOnConflict } from "./retry";
 import { rolloutState, waitForRollout } from "./rollout";
 
@@ -110,7 +111,7 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
   }
   emit("lease-acquired", `Lease ${lease.ref.namespace}/${lease.ref.name} acquired`);
   try {
-    if (desired.secret) await ensureSecret(api, first, desired.secret);
+    if (desired.secret) await ensureSecret(api, first, desired.secret, secretLabels(target.name));
     const write = await writeWithRetry(api, target, version, desired, opts, lease, emit);
     const rollout = opts.rollout ?? {};
     if (rollout.wait ?? true) {
@@ -154,41 +155,6 @@ async function writeWithRetry(
     return { done: generation };
   }, { check: () => lease.check(), onConflict: (m) => emit("conflict", m) });
   return { generation: r.value, written, attempts: r.attempts, conflicts: r.conflicts };
-}
-
-function secretKey(s: SecretPlan): string {
-  return `${s.name}/${s.key}`;
-}
-
-/** Creates the content-addressed Secret, owned by the KCP (deleted with it); an existing one must match. */
-async function ensureSecret(api: KcpApi, kcp: KcpObject, secret: SecretPlan): Promise<void> {
-  const namespace = kcp.metadata.namespace ?? "";
-  const ref = { namespace, name: secret.name };
-  const encoded = Buffer.from(secret.data, "utf8").toString("base64");
-  const check = async () => {
-    const existing = await api.getSecret(ref);
-    if (existing && existing.data?.[secret.key] !== encoded) {
-      throw kcpError("SECRET_CONFLICT", `Secret ${namespace}/${secretKey(secret)} exists with other content; registry-trust names its Secrets ` +
-        "after the bundle's hash and never rewrites them: delete that Secret if it was made by hand");
-    }
-    return existing !== undefined;
-  };
-  try {
-    if (await check()) return;
-    await api.createSecret({
-      metadata: {
-        name: secret.name, namespace, labels: secretLabels(kcp.metadata.name ?? ""),
-        ownerReferences: [{ apiVersion: kcp.apiVersion, kind: "KubeadmControlPlane", name: kcp.metadata.name, uid: kcp.metadata.uid }],
-      },
-      type: "Opaque",
-      data: { [secret.key]: encoded },
-    }).catch((e) => {
-      if (httpStatus(e) !== 409) throw e;
-    });
-    if (!(await check())) throw new Error(`Secret ${namespace}/${secret.name} was created but cannot be read back`);
-  } catch (e) {
-    throw refuseForbidden(e, `create Secret ${namespace}/${secret.name}`);
-  }
 }
 
 async function pruneSecrets(api: KcpApi, target: Target, keep: string | undefined): Promise<void> {

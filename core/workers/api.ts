@@ -1,11 +1,12 @@
 import type * as K8s from "@kubernetes/client-node";
 import { clientNodeKcpApi, KcpObject, KcpVersion, ObjectRef, orUndefined, servedVersions } from "../kcp/api";
 import { LeaseApi } from "../kcp/lease";
+import { SecretApi } from "../kcp/secret";
 
 /*
  * The Kubernetes calls of the worker sequencer, behind an interface like core/kcp's KcpApi (same reasons:
  * the module is passed in, never imported, so that the dynamic provider can require() it in its methods).
- * Leases are core/kcp's own calls.
+ * Leases and Secrets (for a bundle too large to be inline) are core/kcp's own calls.
  */
 
 export const MD_GROUP = "cluster.x-k8s.io";
@@ -19,7 +20,7 @@ export type CapiVersion = KcpVersion;
 /** Any Kubernetes object as JSON; the KCP shape is the general one plan.ts merges into. */
 export type KubeObject = KcpObject;
 
-export interface WorkerApi extends LeaseApi {
+export interface WorkerApi extends LeaseApi, SecretApi {
   /** Versions of an API group the apiserver serves; empty when it is not installed. */
   servedVersions(group: string): Promise<string[]>;
   /** Throws the API's 404 when it does not exist. */
@@ -39,11 +40,11 @@ export interface WorkerApi extends LeaseApi {
 export function clientNodeWorkerApi(k8s: typeof K8s, kubeConfig: K8s.KubeConfig): WorkerApi {
   const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
   const apis = kubeConfig.makeApiClient(k8s.ApisApi);
-  const { getLease, createLease, replaceLease, deleteLease } = clientNodeKcpApi(k8s, kubeConfig);
+  const { getLease, createLease, replaceLease, deleteLease, getSecret, createSecret, listSecrets, deleteSecret } = clientNodeKcpApi(k8s, kubeConfig);
   const md = (namespace: string, version: CapiVersion) => ({ group: MD_GROUP, version, plural: MD_PLURAL, namespace });
   const tpl = (namespace: string, version: CapiVersion) => ({ group: TEMPLATE_GROUP, version, plural: TEMPLATE_PLURAL, namespace });
   return {
-    getLease, createLease, replaceLease, deleteLease,
+    getLease, createLease, replaceLease, deleteLease, getSecret, createSecret, listSecrets, deleteSecret,
     servedVersions: (group) => servedVersions(apis, group),
     async getMachineDeployment(ref, version) {
       return (await custom.getNamespacedCustomObject({ ...md(ref.namespace, version), name: ref.name })) as KubeObject;

@@ -1,9 +1,10 @@
 import { ObjectRef, pickVersion } from "../kcp/api";
 import { httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
 import { acquireLease, HeldLease, LeaseOptions, releaseLease } from "../kcp/lease";
-import { canonicalJson, Desired, desiredEntries, KCP_CONTENT_LIMIT, NOTHING, Ownership, TrustSpec } from "../kcp/plan";
+import { canonicalJson, Desired, desiredEntries, FileEntry, NOTHING, Ownership, TrustSpec } from "../kcp/plan";
 import { Attempt, ConflictPolicy, retryOnConflict } from "../kcp/retry";
 import { waitForRollout } from "../kcp/rollout";
+import { ensureSecret } from "../kcp/secret";
 import { Phase, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
 import { machineDeploymentRolloutState } from "./rollout";
@@ -14,7 +15,9 @@ import { BASE_ANNOTATION, configRefName, isOurs, labelSelector, planTemplate, re
  * creates from now on (rollouts, the cluster autoscaler) trusts the registry: lease on the MachineDeployment
  * → read it and the KubeadmConfigTemplate it names → create a copy with our entries (content-addressed
  * name) → repoint configRef.name with the resourceVersion read, 409s retried like the KCP sequencer's →
- * read back → wait for the rollout → delete our templates no MachineDeployment names any more.
+ * read back → wait for the rollout → delete our templates no MachineDeployment names any more, and our
+ * Secrets no template of ours names. A bundle too large for a file's inline content goes to a Secret
+ * (contentFrom), as for a KCP (core/kcp/plan.ts decides), owned by the MachineDeployment.
  */
 
 export interface WorkerTarget extends ObjectRef {
@@ -62,7 +65,8 @@ export interface WorkerResult {
 
 /** The permissions named in FORBIDDEN errors. */
 export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8s.io, " +
-  "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io and get/create/update/delete on leases.coordination.k8s.io";
+  "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io " +
+  "and get/list/create/delete on secrets";
 
 /**
  * Writes the bundle (and hosts.toml per endpoint) into the MachineDeployment's bootstrap template. The
@@ -70,12 +74,7 @@ export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8
  * serialization reason as the KCP sequencer).
  */
 export function writeWorkerTrust(api: WorkerApi, target: WorkerTarget, trust: TrustSpec, opts: WorkerOptions): Promise<WorkerResult> {
-  const desired = desiredEntries(target.name, { ...trust, inlineMaxChars: KCP_CONTENT_LIMIT });
-  if (desired.secret) {
-    throw kcpError("BUNDLE_TOO_LARGE", `the trust bundle for MachineDeployment ${target.namespace}/${target.name} has ${trust.bundlePem.length} characters, ` +
-      `above Cluster API's ${KCP_CONTENT_LIMIT} for a file's content; worker templates cannot take it from a Secret yet: retire old CAs from the bundle`);
-  }
-  return sequence(api, target, desired, opts);
+  return sequence(api, target, desiredEntries(target.name, trust, "md-ca"), opts);
 }
 
 /** Points the MachineDeployment back at a template without our entries (its base when unchanged). */
@@ -157,6 +156,28 @@ async function prune(api: WorkerApi, target: WorkerTarget, version: CapiVersion)
   }
 }
 
+/** Deletes our Secrets of this MachineDeployment that none of our remaining templates takes content from. */
+async function pruneSecrets(api: WorkerApi, target: WorkerTarget, version: CapiVersion): Promise<string[]> {
+  const selector = labelSelector(templateLabels(target.name));
+  try {
+    const named = new Set<string>();
+    for (const t of await api.listTemplates(target.namespace, version, selector)) {
+      const files = ((t.spec?.template as { spec?: { files?: FileEntry[] } } | undefined)?.spec?.files ?? []);
+      for (const f of files) if (f.contentFrom) named.add(f.contentFrom.secret.name);
+    }
+    const pruned: string[] = [];
+    for (const s of await api.listSecrets(target.namespace, selector)) {
+      const name = s.metadata.name ?? "";
+      if (named.has(name)) continue;
+      await api.deleteSecret({ namespace: target.namespace, name });
+      pruned.push(name);
+    }
+    return pruned;
+  } catch (e) {
+    throw refuse(e, `delete unreferenced registry-trust Secrets of ${target.namespace}/${target.name}`);
+  }
+}
+
 async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, opts: WorkerOptions): Promise<WorkerResult> {
   const emit = (phase: WorkerPhase, message: string) => opts.onEvent?.({ at: Date.now(), holder: opts.holder, phase, message });
   const what = `MachineDeployment ${target.namespace}/${target.name}`;
@@ -165,7 +186,8 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
   });
   const version = pickVersion(served, target.apiVersion, `${MD_GROUP} (MachineDeployment)`);
   // Refused before a Lease is created for something that does not exist.
-  configRefName(await readMd(api, target, version));
+  const first = await readMd(api, target, version);
+  configRefName(first);
 
   let lease: HeldLease;
   try {
@@ -175,6 +197,8 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
   }
   emit("lease-acquired", `Lease ${lease.ref.namespace}/${lease.ref.name} acquired`);
   try {
+    // Before any template names it: a machine created from the template must find it.
+    if (desired.secret) await ensureSecret(api, first, desired.secret, templateLabels(target.name), WORKER_GRANTS);
     let previous: string | undefined;
     let written = false;
     const r = await retryOnConflict(what, opts.conflict ?? {}, async (attempt): Promise<Attempt<{ generation: number; template: string }>> => {
@@ -222,6 +246,8 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
       // Only now no MachineSet of the MachineDeployment still creates machines from an older template.
       pruned = await prune(api, target, version);
       if (pruned.length > 0) emit("pruned", `deleted KubeadmConfigTemplates no MachineDeployment names: ${pruned.join(", ")}`);
+      const secrets = await pruneSecrets(api, target, version);
+      if (secrets.length > 0) emit("pruned", `deleted Secrets no registry-trust template takes content from: ${secrets.join(", ")}`);
     }
     return { version, template, previousTemplate: previous ?? template, generation, written, attempts: r.attempts, conflicts: r.conflicts, pruned, ownership: desired.ownership };
   } finally {

@@ -10,7 +10,10 @@ import { CapiVersion, WorkerApi } from "../../core/workers/api";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
 import { caBundles, fastOptions, NAMESPACE, OTHERS_FILES } from "./kcp-support";
-import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
+import * as k8s from "@kubernetes/client-node";
+import { clientNodeWorkerApi } from "../../core/workers/api";
+import { MD_LABEL } from "../../core/workers/template";
+import { createMachineDeployment, createTemplate, grant, SimMachineDeploymentController, templateRef, userKubeConfig, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 
@@ -132,6 +135,78 @@ const refusals = (version: CapiVersion, env: () => ApiServer) => async () => {
   expect((await api.listTemplates(NAMESPACE, version, "app.kubernetes.io/managed-by=registry-trust")).length).toBe(0);
 };
 
+/** Two bundles of 20 CAs each, over Cluster API's 10,240 characters for a file's content. */
+const [bigA, bigB] = [caBundles(pki, 20).join(""), caBundles(pki, 20).join("")];
+
+const largeBundle = (version: CapiVersion, env: () => ApiServer) => async () => {
+  const api = workerApi(env());
+  const core = env().kubeConfig.makeApiClient(k8s.CoreV1Api);
+  const name = `big-${version}`;
+  const target = { namespace: NAMESPACE, name, apiVersion: version };
+  const base = await createTemplate(env(), version, `${name}-base`);
+  const md = await createMachineDeployment(env(), version, name, templateRef(version, base.metadata.name!));
+  const sim = new SimMachineDeploymentController(env(), version, name);
+  const secretOf = (t: KubeObject) => templateFiles(t).find((f) => f.path.endsWith("/ca.crt"))!.contentFrom!.secret.name;
+  const ours = async () => (await core.listNamespacedSecret({ namespace: NAMESPACE, labelSelector: `${MD_LABEL}=${name}` })).items.map((s) => s.metadata!.name).sort();
+  try {
+    expect(bigA.length).toBeGreaterThan(10_240);
+    const first = await writeWorkerTrust(api, target, { endpoints, bundlePem: bigA }, options("big/1"));
+    const t1 = (await api.getTemplate({ namespace: NAMESPACE, name: first.template }, version))!;
+    // Every CA file takes the bundle from one Secret; hosts.toml stays inline.
+    const ca = templateFiles(t1).filter((f) => f.path.endsWith("/ca.crt"));
+    expect(ca).toEqual([{ path: "/etc/containerd/certs.d/registry.test:5000/ca.crt", owner: "root:root", permissions: "0644", contentFrom: { secret: { name: first.ownership.secret, key: "ca.crt" } } }]);
+    expect(first.ownership.secret).toMatch(new RegExp(`^${name}-registry-trust-md-ca-[0-9a-f]{12}$`));
+    const s1 = await core.readNamespacedSecret({ namespace: NAMESPACE, name: secretOf(t1) });
+    expect(Buffer.from(s1.data!["ca.crt"], "base64").toString()).toBe(bigA);
+    expect(s1.metadata!.ownerReferences).toEqual([expect.objectContaining({ kind: "MachineDeployment", name, uid: md.metadata.uid })]);
+
+    // Rotation to another large bundle: a new Secret and template; the old ones go once the rollout is done.
+    const second = await writeWorkerTrust(api, target, { endpoints, bundlePem: bigB }, options("big/2"));
+    const t2 = (await api.getTemplate({ namespace: NAMESPACE, name: second.template }, version))!;
+    expect(secretOf(t2)).not.toBe(secretOf(t1));
+    expect(second.pruned).toEqual([first.template]);
+    expect(await ours()).toEqual([secretOf(t2)]);
+    // Back under the limit: inline again, and no Secret of ours left.
+    const small = await writeWorkerTrust(api, target, { endpoints, bundlePem: bundleA }, options("big/3"));
+    expect(small.ownership.secret).toBeUndefined();
+    expect(await ours()).toEqual([]);
+    await writeWorkerTrust(api, target, { endpoints, bundlePem: bigA }, options("big/4"));
+    await removeWorkerTrust(api, target, options("big/5"));
+    expect(await ours()).toEqual([]);
+  } finally {
+    await sim.stop();
+  }
+};
+
+const forbidden = (version: CapiVersion, env: () => ApiServer) => async () => {
+  const api = workerApi(env());
+  const name = `rbac-${version}`;
+  const target = { namespace: NAMESPACE, name, apiVersion: version };
+  const base = await createTemplate(env(), version, `${name}-base`);
+  await createMachineDeployment(env(), version, name, templateRef(version, base.metadata.name!));
+  // Everything but updating MachineDeployments and creating Secrets.
+  await grant(env(), `md-${version}`, [
+    { apiGroups: ["cluster.x-k8s.io"], resources: ["machinedeployments"], verbs: ["get", "list"] },
+    { apiGroups: ["bootstrap.cluster.x-k8s.io"], resources: ["kubeadmconfigtemplates"], verbs: ["get", "list", "create", "delete"] },
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update", "delete"] },
+    { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "delete"] },
+  ]);
+  const limited = clientNodeWorkerApi(k8s, userKubeConfig(env(), `md-${version}`));
+  const needs = "Grant the identity in the kubeconfig get/list/update on machinedeployments.cluster.x-k8s.io, " +
+    "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io " +
+    "and get/list/create/delete on secrets in that namespace.";
+
+  const update = await refusal(writeWorkerTrust(limited, target, { endpoints, bundlePem: bundleA }, options("r/rbac-1")), "FORBIDDEN");
+  expect(update.message).toMatch(new RegExp(`^forbidden while trying to update MachineDeployment default/${name}: .*User "md-${version}" cannot update resource "machinedeployments"`));
+  expect(update.message).toContain(needs);
+  const secret = await refusal(writeWorkerTrust(limited, target, { endpoints, bundlePem: bigA }, options("r/rbac-2")), "FORBIDDEN");
+  expect(secret.message).toMatch(new RegExp(`^forbidden while trying to create Secret default/${name}-registry-trust-md-ca-[0-9a-f]{12}: .*cannot create resource "secrets"`));
+  expect(secret.message).toContain(needs);
+  // Neither changed the MachineDeployment or left a Lease.
+  expect(configRefName(await api.getMachineDeployment(target, version))).toBe(`${name}-base`);
+  expect(await api.getLease(leaseRef(target, "MachineDeployment"))).toBeUndefined();
+};
+
 describe("v1beta2 (CAPI's storage version)", () => {
   let env: ApiServer;
   beforeAll(async () => {
@@ -142,6 +217,8 @@ describe("v1beta2 (CAPI's storage version)", () => {
   test("a new template with our files, other files byte for byte; MachineDeployment repointed through real 409s; idempotent; rotation prunes; remove restores the base",
     scenario("v1beta2", () => env));
   test("refused before anything changes: MachineDeployment not found, bootstrap not a KubeadmConfigTemplate", refusals("v1beta2", () => env));
+  test("a bundle over 10,240 characters goes to a Secret owned by the MachineDeployment (contentFrom); rotations and remove prune it", largeBundle("v1beta2", () => env));
+  test("RBAC: missing verbs give a FORBIDDEN naming the user, what was attempted and every permission needed", forbidden("v1beta2", () => env));
 });
 
 describe("v1beta1 (stored as v1beta1: the bare apiserver cannot convert)", () => {
@@ -153,4 +230,5 @@ describe("v1beta1 (stored as v1beta1: the bare apiserver cannot convert)", () =>
 
   test("the same scenario in the v1beta1 shapes (configRef apiVersion, status.updatedReplicas)", scenario("v1beta1", () => env));
   test("the same refusals in v1beta1", refusals("v1beta1", () => env));
+  test("the same large bundle through a Secret in v1beta1", largeBundle("v1beta1", () => env));
 });
