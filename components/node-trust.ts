@@ -123,9 +123,11 @@ export class NodeTrust extends pulumi.ComponentResource {
       ...(node.hostKey ? { hostKey: node.hostKey } : {}),
       ...auth,
       ...dial,
-      // The bastion gets the same credentials. Its host key is not pinned (the config has none for it), but
-      // the node's own hostKey is checked end to end through the tunnel, so a rogue bastion cannot pose as the node.
-      ...(node.proxy ? { proxy: { host: node.proxy.host, port: node.proxy.port, user: node.proxy.user, ...auth, ...dial } } : {}),
+      // The bastion gets the same credentials, so its key is pinned too when given; the node's own hostKey is
+      // checked end to end through the tunnel either way, so a rogue bastion cannot pose as the node.
+      ...(node.proxy
+        ? { proxy: { host: node.proxy.host, port: node.proxy.port, user: node.proxy.user, ...(node.proxy.hostKey ? { hostKey: node.proxy.hostKey } : {}), ...auth, ...dial } }
+        : {}),
     };
   }
 
@@ -164,6 +166,7 @@ export class NodeTrust extends pulumi.ComponentResource {
       if (!/^[a-z_][a-z0-9_.-]*$/i.test(n.user)) problems.push(`${at}: user "${n.user}" is not a Unix user name`);
       if (n.runtimes.length === 0) problems.push(`${at}: runtimes is empty`);
       if (args.requireHostKeys && !n.hostKey) problems.push(`${at}: hostKey is required (requireHostKeys): pin it with the output of ssh-keyscan`);
+      if (args.requireHostKeys && n.proxy && !n.proxy.hostKey) problems.push(`${at}: proxy.hostKey is required (requireHostKeys): pin the bastion's key with the output of ssh-keyscan`);
       if (n.proxy) {
         const php = hostProblem(n.proxy.host);
         if (php) problems.push(`${at}: proxy host "${n.proxy.host}" ${php}`);

@@ -45,6 +45,7 @@ export interface ProxyConfig {
   readonly host: string;
   readonly port: number;
   readonly user: string;
+  readonly hostKey?: string;
 }
 
 export interface NodeConfig {

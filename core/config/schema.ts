@@ -45,7 +45,7 @@ export const CONFIG_KEYS = {
   sshPrivateKey: { type: "string", default: "", secret: true, description: "SSH private key (PEM/OpenSSH) for nodes; empty = use the SSH agent. Set with --secret." },
   nodeOs: { type: "string", default: "auto", description: "Default OS family of nodes (auto detects from /etc/os-release)." },
   nodeRuntimes: { type: "array<string>", default: ["containerd"], description: "Default container runtimes configured on nodes: containerd, docker, crio, podman, k3s, rke2." },
-  nodes: { type: "structured", default: [], description: "Nodes reached over SSH: a list of {name, host, port, user, os, runtimes, hostKey (pinned 'ssh-ed25519 AAAA…'), proxy {host, port, user}}; unset fields take the defaults above." },
+  nodes: { type: "structured", default: [], description: "Nodes reached over SSH: a list of {name, host, port, user, os, runtimes, hostKey (pinned 'ssh-ed25519 AAAA…'), proxy {host, port, user, hostKey (the bastion's, pinned like the node's)}}; unset fields take the defaults above." },
   requireHostKeys: { type: "boolean", default: false, description: "Refuse nodes without a pinned SSH hostKey (always on when production is true)." },
   allowRuntimeRestart: { type: "boolean", default: true, description: "Allow a runtime restart when its configuration must change (e.g. enabling containerd config_path); when false such nodes fail with a message instead." },
   probeImage: { type: "string", default: "", description: "Image (on the registry) pulled through CRI on each node to verify trust; empty = TLS probe only." },

@@ -128,13 +128,18 @@ function nodes(r: Reader, defaults: { user: string; port: number; os: OsFamily; 
     }
     let proxy: ProxyConfig | undefined;
     if (e.proxy !== undefined) {
-      if (!isObj(e.proxy)) r.issue(`${path}.proxy`, e.proxy, "must be a map {host, port, user}.", "See the description of nodes in Pulumi.yaml.");
+      if (!isObj(e.proxy)) r.issue(`${path}.proxy`, e.proxy, "must be a map {host, port, user, hostKey}.", "See the description of nodes in Pulumi.yaml.");
       else {
-        checkFields(r, `${path}.proxy`, e.proxy, ["host", "port", "user"]);
+        checkFields(r, `${path}.proxy`, e.proxy, ["host", "port", "user", "hostKey"]);
         const ph = hostField(r, `${path}.proxy.host`, e.proxy.host);
         const pp = portField(r, `${path}.proxy.port`, e.proxy.port, defaults.port);
         const pu = stringField(r, `${path}.proxy.user`, e.proxy.user, UNIX_USER, "a Unix user name") ?? defaults.user;
-        if (ph) proxy = { host: ph, port: pp, user: pu };
+        const pk = stringField(r, `${path}.proxy.hostKey`, e.proxy.hostKey, HOST_KEY, "a public host key line such as \"ssh-ed25519 AAAAC3…\" (from ssh-keyscan, without the host name)");
+        // The bastion holds our credentials for the session it relays: whoever answers there could use them.
+        if (e.proxy.hostKey === undefined && requireHostKeys) {
+          r.issue(`${path}.proxy.hostKey`, undefined, `is required: ${why}.`, `ssh-keyscan -t ed25519 ${ph ?? "BASTION"} | cut -d' ' -f2- , then pulumi config set --path '${PROJECT}:${path}.proxy.hostKey' "ssh-ed25519 AAAA…"`);
+        }
+        if (ph) proxy = { host: ph, port: pp, user: pu, ...(pk ? { hostKey: pk } : {}) };
       }
     }
     if (!host || !name) return;

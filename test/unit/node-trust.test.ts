@@ -59,13 +59,14 @@ const root = pki.root("Node Trust Unit CA");
 const bundlePem = root.certPem;
 const registries: RegistryEndpoint[] = [{ host: "registry.test", port: 5000, mirrorOf: [] }];
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Rob3N0a2V5dGVzdGhvc3RrZXl0ZXN0aG9zdGs";
+const BASTION_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJhc3Rpb25rZXliYXN0aW9ua2V5YmFzdGlvbmtleWI";
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nunit-test-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
 const node = (name: string, host: string, extra: Partial<NodeConfig> = {}): NodeConfig => ({
   name, host, port: 22, user: "root", os: "debian", runtimes: ["containerd"], ...extra,
 });
 const nodes = [
   node("a", "127.0.0.11", { hostKey: HOST_KEY }),
-  node("b", "127.0.0.12", { port: 2222, user: "deploy", hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 2200, user: "jump" } }),
+  node("b", "127.0.0.12", { port: 2222, user: "deploy", hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 2200, user: "jump", hostKey: BASTION_KEY } }),
   node("c", "127.0.0.13", { os: "rhel", runtimes: ["containerd", "crio"] }),
 ];
 const baseArgs: NodeTrustArgs = { nodes, registries, bundlePem, bundleHash: sha256(bundlePem), sshPrivateKey: PRIVATE_KEY };
@@ -138,7 +139,7 @@ describe("NodeTrust", () => {
     expect(unwrap(a.inputs.connection).proxy).toBeUndefined();
     expect(unwrap(b.inputs.connection)).toMatchObject({
       host: "127.0.0.12", port: 2222, user: "deploy", hostKey: HOST_KEY,
-      proxy: { host: "bastion.test", port: 2200, user: "jump", privateKey: PRIVATE_KEY },
+      proxy: { host: "bastion.test", port: 2200, user: "jump", hostKey: BASTION_KEY, privateKey: PRIVATE_KEY },
     });
     expect(unwrap(c.inputs.connection).hostKey).toBeUndefined();
     for (const r of [a, b, c]) {
@@ -231,6 +232,7 @@ describe("NodeTrust refuses bad configuration before registering anything", () =
     ["a bad port", { nodes: [node("x", "10.0.0.1", { port: 70000 })] }, /node "x": port 70000 must be an integer from 1 to 65535/],
     ["a bad proxy", { nodes: [node("x", "10.0.0.1", { proxy: { host: "https://bastion", port: 22, user: "j" } })] }, /proxy host "https:\/\/bastion" has a URL scheme/],
     ["a missing host key when required", { nodes: [node("x", "10.0.0.1")], requireHostKeys: true }, /node "x": hostKey is required/],
+    ["a bastion without a pinned key when required", { nodes: [node("x", "10.0.0.1", { hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 22, user: "j" } })], requireHostKeys: true }, /node "x": proxy.hostKey is required/],
     ["duplicate names", { nodes: [node("x", "10.0.0.1"), node("x", "10.0.0.2")] }, /node "x": the name is used twice/],
     ["no runtimes", { nodes: [node("x", "10.0.0.1", { runtimes: [] })] }, /node "x": runtimes is empty/],
     ["no registries", { registries: [] }, /registries is empty/],

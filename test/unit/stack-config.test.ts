@@ -16,6 +16,7 @@ function issuesOf(values: Record<string, unknown>, secretKeys: string[] = []) {
 }
 
 const minimal = { registries: [{ host: "registry.test", port: 5000 }] };
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgsSXB27KRGxzrx4ETWC3ACMGW/F9auj4bConhNs+M7";
 
 describe("committed stacks", () => {
   test("dev generates its CA with short-lived certificates", () => {
@@ -71,6 +72,13 @@ describe("bad config is refused with every problem at once", () => {
   test("production requires pinned host keys and a retained generation", () => {
     const { issues } = issuesOf({ ...minimal, production: true, caRetainGenerations: 0, nodes: [{ host: "10.0.0.1" }] });
     expect(issues.map((i) => i.path).sort()).toEqual(["registry-trust:caRetainGenerations", "registry-trust:nodes[0].hostKey"]);
+  });
+  test("production pins the bastion's host key too", () => {
+    const { issues, message } = issuesOf({ ...minimal, production: true, nodes: [{ host: "10.0.0.1", hostKey: KEY, proxy: { host: "bastion.example", user: "jump" } }] });
+    expect(issues.map((i) => i.path)).toEqual(["registry-trust:nodes[0].proxy.hostKey"]);
+    expect(message).toContain("ssh-keyscan -t ed25519 bastion.example");
+    expect(issuesOf({ ...minimal, production: true, nodes: [{ host: "10.0.0.1", hostKey: KEY, proxy: { host: "bastion.example", hostKey: "not a key" } }] }).message)
+      .toContain('registry-trust:nodes[0].proxy.hostKey = "not a key"');
   });
   test("import mode needs exactly one bundle source and an external serving certificate", () => {
     const { issues } = issuesOf({ ...minimal, caMode: "import" });
