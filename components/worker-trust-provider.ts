@@ -41,6 +41,8 @@ export interface WorkerTrustOutputs extends WorkerTrustInputs {
   readonly generation: number;
   readonly servedVersion: string;
   readonly ownedPaths: string[];
+  /** The Secret the template's CA files take the bundle from, when it is over 10,240 characters. */
+  readonly secretName?: string;
 }
 
 /** Inputs whose change needs a new template; the kubeconfig is not one (credentials rotate). */
@@ -60,7 +62,7 @@ async function run(action: "apply" | "remove", inputs: WorkerTrustInputs): Promi
 
 async function applied(inputs: WorkerTrustInputs): Promise<WorkerTrustOutputs> {
   const r = await run("apply", inputs);
-  return { ...inputs, template: r.template, generation: r.generation, servedVersion: r.version, ownedPaths: r.ownership.paths };
+  return { ...inputs, template: r.template, generation: r.generation, servedVersion: r.version, ownedPaths: r.ownership.paths, ...(r.ownership.secret ? { secretName: r.ownership.secret } : {}) };
 }
 
 export const workerTrustProvider = trustProvider<WorkerTrustInputs, WorkerTrustOutputs>({

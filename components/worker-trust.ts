@@ -35,10 +35,11 @@ class WorkerTrustResource extends pulumi.dynamic.Resource {
   declare readonly generation: pulumi.Output<number>;
   declare readonly servedVersion: pulumi.Output<string>;
   declare readonly ownedPaths: pulumi.Output<string[]>;
+  declare readonly secretName: pulumi.Output<string | undefined>;
 
   constructor(name: string, inputs: ResourceInputs, opts: pulumi.CustomResourceOptions) {
     const outputs: Record<Exclude<keyof WorkerTrustOutputs, keyof WorkerTrustInputs>, undefined> = {
-      template: undefined, generation: undefined, servedVersion: undefined, ownedPaths: undefined,
+      template: undefined, generation: undefined, servedVersion: undefined, ownedPaths: undefined, secretName: undefined,
     };
     super(workerTrustProvider, name, { ...inputs, ...outputs }, opts, "registry-trust", "WorkerTrust");
   }
@@ -57,6 +58,8 @@ export class WorkerTrust extends pulumi.ComponentResource {
   readonly generation: pulumi.Output<number>;
   readonly servedVersion: pulumi.Output<string>;
   readonly ownedPaths: pulumi.Output<string[]>;
+  /** The Secret holding a bundle over Cluster API's 10,240 characters; undefined while it fits inline. */
+  readonly secretName: pulumi.Output<string | undefined>;
   readonly bundleHash: pulumi.Output<string>;
 
   constructor(name: string, args: WorkerTrustArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -79,6 +82,10 @@ export class WorkerTrust extends pulumi.ComponentResource {
     this.generation = trust.generation;
     this.servedVersion = trust.servedVersion;
     this.ownedPaths = trust.ownedPaths;
-    this.registerOutputs({ template: this.template, generation: this.generation, servedVersion: this.servedVersion, ownedPaths: this.ownedPaths, bundleHash: this.bundleHash });
+    this.secretName = trust.secretName;
+    this.registerOutputs({
+      template: this.template, generation: this.generation, servedVersion: this.servedVersion, ownedPaths: this.ownedPaths,
+      secretName: this.secretName, bundleHash: this.bundleHash,
+    });
   }
 }

@@ -85,9 +85,22 @@ test("create, diff, update and delete through the serialized provider on the rea
   expect(await caOf(u.outs.template)).toBe(bundleB);
   expect(await api.getTemplate({ namespace: NAMESPACE, name: c.outs.template }, "v1beta2")).toBeUndefined();
 
-  expect(await call("delete", c.id, u.outs)).toBeNull();
+  expect(u.outs.secretName).toBeUndefined();
+
+  // Over 10,240 characters: the serialized provider creates the Secret the new template takes it from.
+  const big = caBundles(pki, 20).join("");
+  const b = await call("update", c.id, u.outs, inputs(big));
+  expect(b.outs.secretName).toMatch(/^pool-registry-trust-md-ca-[0-9a-f]{12}$/);
+  const t = (await api.getTemplate({ namespace: NAMESPACE, name: b.outs.template }, "v1beta2"))!;
+  const ca = (t.spec!.template as { spec: { files: FileEntry[] } }).spec.files.find((f) => f.path.endsWith("/ca.crt"))!;
+  expect(ca.contentFrom).toEqual({ secret: { name: b.outs.secretName, key: "ca.crt" } });
+  const secret = await api.getSecret({ namespace: NAMESPACE, name: b.outs.secretName });
+  expect(Buffer.from(secret!.data!["ca.crt"], "base64").toString()).toBe(big);
+
+  expect(await call("delete", c.id, b.outs)).toBeNull();
   expect(configRefName(await api.getMachineDeployment(md, "v1beta2"))).toBe("pool-base");
-  expect(await api.getTemplate({ namespace: NAMESPACE, name: u.outs.template }, "v1beta2")).toBeUndefined();
+  expect(await api.getTemplate({ namespace: NAMESPACE, name: b.outs.template }, "v1beta2")).toBeUndefined();
+  expect(await api.getSecret({ namespace: NAMESPACE, name: b.outs.secretName })).toBeUndefined();
   await sim.stop();
   expect(sim.errors).toEqual([]);
 });
