@@ -17,6 +17,9 @@ import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
 import { caBundles, createKcp, fastOptions, NAMESPACE, realApi, startSim } from "./kcp-support";
 import { SimCapiController } from "./sim-capi-controller";
+import { writeWorkerTrust, WorkerEvent } from "../../core/workers/sequencer";
+import { configRefName } from "../../core/workers/template";
+import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 
@@ -189,6 +192,36 @@ test("rollout never finishes: ROLLOUT_TIMEOUT names the KCP, the generation and 
   expect(rerun.written).toBe(false);
   expect(rerun.generation).toBe(generation);
   expectOurs(await api.getKcp(target, VERSION), bundleA);
+});
+
+test("a MachineDeployment rollout that never finishes: the same ROLLOUT_TIMEOUT naming it; a rerun after it finishes converges", async () => {
+  const workers = workerApi(env);
+  const name = "fault-md";
+  const target = { namespace: NAMESPACE, name, apiVersion: VERSION };
+  await createTemplate(env, VERSION, `${name}-base`);
+  await createMachineDeployment(env, VERSION, name, templateRef(VERSION, `${name}-base`));
+  const stuck = new SimMachineDeploymentController(env, VERSION, name, 3_600_000);
+  const events: WorkerEvent[] = [];
+  let err: unknown;
+  try {
+    err = await writeWorkerTrust(workers, target, { endpoints, bundlePem: bundleA }, { ...fastOptions("stack/md-1", events), rollout: { timeoutMs: 2_000, pollMs: 50 } })
+      .then(() => undefined, (e: unknown) => e);
+  } finally {
+    await stuck.stop();
+  }
+  expect(isKcpError(err, "ROLLOUT_TIMEOUT")).toBe(true);
+  const generation = (await workers.getMachineDeployment(target, VERSION)).metadata.generation;
+  expect((err as Error).message).toContain(`rollout of MachineDeployment default/fault-md (generation ${generation}) not finished after 2 s: generation ${generation}: 0/2 up to date, 2/2 ready, 2 machines`);
+  expect(await workers.getLease(leaseRef(target, "MachineDeployment"))).toBeUndefined();
+
+  const done = new SimMachineDeploymentController(env, VERSION, name, 200);
+  try {
+    const rerun = await writeWorkerTrust(workers, target, { endpoints, bundlePem: bundleA }, fastOptions("stack/md-2"));
+    expect(rerun).toMatchObject({ written: false, generation });
+    expect(configRefName(await workers.getMachineDeployment(target, VERSION))).toBe(rerun.template);
+  } finally {
+    await done.stop();
+  }
 });
 
 test("a system error is not one of our refusals: it is transient and retried, our refusals are final", () => {
