@@ -6,7 +6,8 @@
  * The protocol, driven through the engine-free core: bundle = new ∪ currently served ∪ retained
  * (core/pki bundleGenerations + core/x509 assembleBundle), node installs with the rendered node script
  * over ssh, the KCP through core/kcp (Lease, resourceVersion, 409 retry, read-back, rollout wait), and the
- * registry's serving certificate switched only after all of that. The naive way (read-modify-write of the
+ * registry's serving certificate switched only after all of that. The second rotation's preflight
+ * (core/rotation) refuses it while the first is in flight, and it runs once that has finished. The naive way (read-modify-write of the
  * KCP with no retry and no Lease, the serving certificate switched right away) must reproduce the stale
  * CA and the x509 failures, or this test fails.
  *
@@ -15,6 +16,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import { fetchServedChain } from "../../cli/served-chain";
 import { KcpApi, KcpObject } from "../../core/kcp/api";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { apiMessage } from "../../core/kcp/errors";
@@ -23,7 +26,8 @@ import { rolloutState, waitForRollout } from "../../core/kcp/rollout";
 import { SequencerEvent, SequencerResult } from "../../core/kcp/sequencer";
 import { containerdCaPath } from "../../core/node/containerd-hosts";
 import { bundleGenerations } from "../../core/pki/plan";
-import { assembleBundle } from "../../core/x509/bundle";
+import { clientNodeClusterReader, evaluatePreflight, LiveReaders, PreflightPlan, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
+import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { startLab, type Lab } from "../../lab/lab";
 import { ApiServer, startApiServer } from "../k8s/apiserver";
 import { createKcp, fastOptions, NAMESPACE, realApi, slowWriter, startSim } from "../k8s/kcp-support";
@@ -37,6 +41,14 @@ jest.setTimeout(120_000);
 
 const VERSION = "v1beta2" as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitUntil(cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(10);
+  }
+}
 
 let lab: Lab;
 let env: ApiServer;
@@ -94,39 +106,56 @@ test("incident 1, protocol: two quick rotations under a busy controller end with
   const mark = (what: string) => marks.push({ at: Date.now(), what });
   const events: SequencerEvent[] = [];
 
-  // One rotation at a time per target: for one stack that is Pulumi's stack lock, so the second
-  // `pulumi up` waits for (or is refused until) the first to finish; modelled by a promise chain.
-  let previous: Promise<unknown> = Promise.resolve();
-  const rotate = (g: Generation): Promise<{ bundlePem: string; kcp: SequencerResult }> => {
-    const run = previous.then(async () => {
-      mark(`G${g.n} start`);
-      // Overlap invariant: the CA of what is served now stays in the bundle, with the retained generation.
-      const current = await servedGeneration(lab, gens);
-      const bundlePem = assembleBundle([...bundleGenerations(g.n, 1).map((n) => gens[n - 1].caPem), current.caPem]).pem;
-      // The first KCP write of each rotation pauses 120 ms after its read: the controller writes in between
-      // and the apiserver answers the incident's 409, which the sequencer must survive.
-      const [, kcp] = await Promise.all([
-        (async () => {
-          for (const node of lab.nodes) await installOnNode(lab, node, bundlePem);
-          mark(`G${g.n} nodes verified`);
-        })(),
-        applyControlPlaneTrust(slowWriter(api, 120, 1), target, { endpoints: endpointsOf(lab), bundlePem }, fastOptions(`stack/rotate-g${g.n}`, events)),
-      ]);
-      mark(`G${g.n} KCP rolled out`);
-      await lab.registry.serve(g.certPem, g.keyPem);
-      mark(`G${g.n} served`);
-      return { bundlePem, kcp };
-    });
-    previous = run.catch(() => undefined);
-    return run;
+  const rotate = async (g: Generation, bundlePem: string): Promise<{ bundlePem: string; kcp: SequencerResult }> => {
+    mark(`G${g.n} start`);
+    // The first KCP write of each rotation pauses 120 ms after its read: the controller writes in between
+    // and the apiserver answers the incident's 409, which the sequencer must survive.
+    const [, kcp] = await Promise.all([
+      (async () => {
+        for (const node of lab.nodes) await installOnNode(lab, node, bundlePem);
+        mark(`G${g.n} nodes verified`);
+      })(),
+      applyControlPlaneTrust(slowWriter(api, 120, 1), target, { endpoints: endpointsOf(lab), bundlePem }, fastOptions(`stack/rotate-g${g.n}`, events)),
+    ]);
+    mark(`G${g.n} KCP rolled out`);
+    await lab.registry.serve(g.certPem, g.keyPem);
+    mark(`G${g.n} served`);
+    return { bundlePem, kcp };
   };
+  // Overlap invariant: new ∪ the CA of what is served now ∪ the retained generation.
+  const bundleFor = async (g: Generation) =>
+    assembleBundle([...bundleGenerations(g.n, 1).map((n) => gens[n - 1].caPem), (await servedGeneration(lab, gens)).caPem]).pem;
+  // The rotation preflight (core/rotation) on the live state: registry, KCP, Leases.
+  const plan: PreflightPlan = {
+    registries: endpointsOf(lab),
+    ca: { mode: "import" },
+    clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: target.name }], machineDeployments: [] }],
+  };
+  const readers: LiveReaders = {
+    // The host does not resolve registry.test (only the nodes do): connect to its address.
+    fetchChain: (e, timeoutMs) => fetchServedChain({ ...e, host: lab.registry.address }, timeoutMs),
+    cluster: () => clientNodeClusterReader(k8s, env.kubeConfig),
+  };
+  const preflight = async (bundlePem: string) =>
+    preflightVerdict(evaluatePreflight(plan, await readLiveState(plan, readers), { pem: bundlePem, hash: bundleHash(bundlePem) }), false);
 
   const sampler = new PullSampler(lab);
   await sleep(400);
-  const first = rotate(gens[1]);
-  await sleep(100);
-  const second = rotate(gens[2]);
-  const [r2, r3] = await Promise.all([first, second]);
+  const bundle2 = await bundleFor(gens[1]);
+  expect((await preflight(bundle2)).error).toBeUndefined();
+  const first = rotate(gens[1], bundle2);
+  first.catch(() => undefined);
+  // The second rotation starts 100 ms later (and once the first holds the KCP's Lease, which it takes at once).
+  await Promise.all([sleep(100), waitUntil(() => events.some((e) => e.holder === "stack/rotate-g2" && e.phase === "lease-acquired"))]);
+  const refused = await preflight(await bundleFor(gens[2]));
+  mark("G3 refused");
+  expect(refused.error).toMatch(new RegExp("^Rotation preflight refused; nothing was changed:\n  - unfinished: KubeadmControlPlane default/incident-protocol in cluster mgmt " +
+    'is being changed right now: Lease default/registry-trust-kcp-incident-protocol is held by "stack/rotate-g2"'));
+  // Run again once the first has finished, as its refusal says: now it passes and rotates.
+  const r2 = await first;
+  const bundle3 = await bundleFor(gens[2]);
+  expect((await preflight(bundle3)).error).toBeUndefined();
+  const r3 = await rotate(gens[2], bundle3);
   await sleep(600);
   const samples = await sampler.stop();
   const at = (what: string) => marks.find((m) => m.what === what)!.at;
@@ -139,7 +168,8 @@ test("incident 1, protocol: two quick rotations under a busy controller end with
   expect(r2.kcp.conflicts).toBeGreaterThanOrEqual(1);
   expect(r3.kcp.conflicts).toBeGreaterThanOrEqual(1);
   expect(events.some((e) => e.phase === "conflict" && /the object has been modified/.test(e.message))).toBe(true);
-  // Order: each switch only after its distribution, and the second rotation only after the first finished.
+  // Order: each switch only after its distribution; the second rotation refused while the first ran, then run after it.
+  expect(at("G3 refused")).toBeLessThan(at("G2 served"));
   expect(at("G2 served")).toBeGreaterThan(Math.max(at("G2 nodes verified"), at("G2 KCP rolled out")));
   expect(at("G3 start")).toBeGreaterThanOrEqual(at("G2 served"));
   expect(at("G3 served")).toBeGreaterThan(Math.max(at("G3 nodes verified"), at("G3 KCP rolled out")));
