@@ -31,7 +31,12 @@ rt_on_exit() {
 }
 trap rt_on_exit EXIT
 trap 'exit 130' INT
-trap 'exit 143' TERM HUP
+trap 'exit 143' TERM
+# A dropped SSH connection leaves stdout/stderr without a reader. Untrapped, the first write after that
+# (rt_die's message, a check's log) would kill the shell with SIGPIPE before its EXIT trap: no rollback, a
+# half-written node. Silence the dead streams and leave through the EXIT trap instead.
+trap 'exec >/dev/null 2>&1; exit 129' HUP
+trap 'exec >/dev/null 2>&1; exit 141' PIPE
 
 rt_add() { # rt_add VAR WORD: appends WORD to a space-separated list variable
   eval "$1=\"\${$1} \$2\""
