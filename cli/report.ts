@@ -1,4 +1,4 @@
-import { CertSummary } from "../core/pki/plan";
+import { CertSummary } from "../core/x509/cert";
 import { Problem, formatProblem } from "../core/x509/problems";
 
 /** Human rendering of problems, errors first. */

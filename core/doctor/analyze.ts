@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { endpointKey } from "../endpoint";
-import { CertInfo } from "../x509/cert";
+import { CertInfo, CertSummary, summarizeCert } from "../x509/cert";
 import { parsePemCertificates } from "../x509/pem";
 import { Problem } from "../x509/problems";
 import { Verdict, verifyServing } from "../x509/verify";
@@ -32,13 +32,6 @@ export interface DoctorInput {
   readonly localNow: Date;
 }
 
-export interface CertSummary {
-  readonly subject: string;
-  readonly issuer: string;
-  readonly sha256: string;
-  readonly notBefore: string;
-  readonly notAfter: string;
-}
 
 export interface TrustLocation {
   /**
@@ -100,13 +93,6 @@ const CLOCK_SKEW_SECONDS = 300;
 /** Causes that are about which CA a runtime has (as opposed to the served chain itself). */
 const TRUST_CAUSES: readonly FindingCode[] = ["UNKNOWN_AUTHORITY", "CERTS_DIR_WITHOUT_PORT", "CONFIG_PATH_NOT_SET", "OS_STORE_NOT_REBUILT"];
 
-const summary = (c: CertInfo): CertSummary => ({
-  subject: c.subject,
-  issuer: c.issuer,
-  sha256: c.fingerprint256,
-  notBefore: c.notBefore.toISOString(),
-  notAfter: c.notAfter.toISOString(),
-});
 
 /** The certificates in `openssl s_client -showcerts` output, in the order served. */
 export function chainFromSClient(output: string): CertInfo[] {
@@ -164,7 +150,7 @@ export function diagnose(input: DoctorInput): DoctorReport {
       looksAt: r.locations,
       notes: r.notes,
     })),
-    chain: { from: input.served?.from, error: chain.length ? undefined : input.servedError, certificates: chain.map(summary) },
+    chain: { from: input.served?.from, error: chain.length ? undefined : input.servedError, certificates: chain.map(summarizeCert) },
     stores,
     trustLocations: locations(views, dump),
     pull,
@@ -361,7 +347,7 @@ function locations(views: TrustViews, dump: NodeDump): TrustLocation[] {
     path: f.path,
     modified: iso(f.mtime),
     count: f.certs.length,
-    certificates: f.certs.length <= 20 ? f.certs.map(summary) : undefined,
+    certificates: f.certs.length <= 20 ? f.certs.map(summarizeCert) : undefined,
   });
   const out = [
     ...views.os.pool.map((f) => loc("os-pool", f)),

@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { KeyAlgorithm } from "../config/model";
 import { Endpoint } from "../endpoint";
+import { CertSummary, summarizeCert } from "../x509/cert";
 import { parsePemCertificates } from "../x509/pem";
 
 /** Generations whose CA is in the bundle, newest first: the current one and `retain` before it. */
@@ -27,22 +28,9 @@ export function servingSans(endpoints: readonly Endpoint[]): { dnsNames: string[
   return { dnsNames, ipAddresses };
 }
 
-export interface CertSummary {
-  readonly subject: string;
-  readonly issuer: string;
-  readonly sha256: string;
-  readonly notBefore: string;
-  readonly notAfter: string;
-}
 
 /** Subject, fingerprint and validity of every certificate in a PEM text, for stack outputs. */
 export function summarize(pem: string): CertSummary[] {
-  return parsePemCertificates(pem, "pem").certs.map((c) => ({
-    subject: c.subject,
-    issuer: c.issuer,
-    sha256: c.fingerprint256,
-    notBefore: c.notBefore.toISOString(),
-    notAfter: c.notAfter.toISOString(),
-  }));
+  return parsePemCertificates(pem, "pem").certs.map(summarizeCert);
 }
 

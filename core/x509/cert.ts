@@ -260,3 +260,16 @@ export function describePublicKey(k: PublicKeyInfo): string {
   if (k.type === "rsa" || k.type === "rsa-pss") return `RSA ${k.bits}`;
   return k.type.toUpperCase();
 }
+
+/** What stack outputs and reports show of a certificate. */
+export interface CertSummary {
+  readonly subject: string;
+  readonly issuer: string;
+  readonly sha256: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+}
+
+export function summarizeCert(c: CertInfo): CertSummary {
+  return { subject: c.subject, issuer: c.issuer, sha256: c.fingerprint256, notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString() };
+}
