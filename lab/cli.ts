@@ -6,14 +6,14 @@
  * CRDs, a KubeadmControlPlane, a MachineDeployment and simulated controllers), kept running by a detached
  * process until `stop`; DIR/cluster/cluster.json describes it.
  * --stack NAME creates that Pulumi stack (in the backend of the environment, e.g. after
- * `. scripts/pulumi-env.sh`) and writes DIR/Pulumi.NAME.yaml: stacks/Pulumi.NAME.yaml with this lab's
- * run-time values filled in (lab/cluster-stack.ts), for `pulumi up --stack NAME --config-file` it, and
- * DIR/operator/bin/pulumi, which runs pulumi with the lab registry's name resolvable (lab/cluster-stack.ts).
+ * `. scripts/pulumi-env.sh`), writes DIR/Pulumi.NAME.yaml (stacks/Pulumi.NAME.yaml with this lab's run-time
+ * values filled in) and DIR/bin/pulumi, which runs pulumi with that copy in the committed file's place and
+ * the lab registry's name resolvable (lab/cluster-stack.ts).
  */
 import * as os from "node:os";
 import * as path from "node:path";
 import { launchCluster, stopCluster, type ClusterDescription } from "./cluster";
-import { operatorPulumi, writeLabStackConfig } from "./cluster-stack";
+import { adoptionConfig, writeLabStackConfig } from "./cluster-stack";
 import { attachLab, startLab } from "./lab";
 
 const USAGE = "usage: lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME] | stop [--dir DIR]";
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     let description: ClusterDescription | undefined;
     try {
       if (cluster) description = await launchCluster(path.join(lab.dir, "cluster"));
-      const configFile = stack ? await writeLabStackConfig({ lab: lab.describe(), cluster: description, stack }) : undefined;
+      const labStack = stack ? await writeLabStackConfig({ lab: lab.describe(), cluster: description, stack }) : undefined;
       const ms = Math.round(performance.now() - started);
       process.stdout.write(`lab started in ${ms} ms: ${path.join(lab.dir, "lab.json")}\n`);
       process.stdout.write(`registry ${lab.registry.image}\n`);
@@ -57,7 +57,11 @@ async function main(): Promise<void> {
         process.stdout.write(`cluster ${description.server} KUBECONFIG=${description.kubeconfig} ` +
           `KubeadmControlPlane ${description.namespace}/${description.controlPlane}, MachineDeployment ${description.namespace}/${description.machineDeployment}\n`);
       }
-      if (configFile) process.stdout.write(`stack ${stack}: ${operatorPulumi(lab.describe())} up --stack ${stack} --config-file ${configFile}\n`);
+      if (labStack) {
+        const { pulumi, configFile } = labStack;
+        process.stdout.write(`stack ${stack} (config ${configFile}), first the adoption (the registry gets the stack's certificate): ${pulumi} up --stack ${stack} --config-file ${adoptionConfig(configFile)}\n`);
+        process.stdout.write(`stack ${stack}, then: ${pulumi} up --stack ${stack}\n`);
+      }
     } catch (e) {
       await stopCluster(path.join(lab.dir, "cluster")).catch(() => undefined);
       await lab.stop().catch(() => undefined);

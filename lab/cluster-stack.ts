@@ -2,9 +2,10 @@
  * Fills the lab stack's run-time config: what exists only once the lab is up (the registry's port, the
  * nodes' addresses, ports and generated host keys, the generated SSH key, the cluster's kubeconfig).
  *
- * The values go into a copy of stacks/Pulumi.<stack>.yaml in the lab directory, which `pulumi up
- * --config-file` then uses, never into the committed file: they change with every lab, the SSH key is
- * encrypted with a per-file salt, and tests and the demo may run labs at the same time.
+ * The values go into a copy of stacks/Pulumi.<stack>.yaml in the lab directory, never into the committed
+ * file: they change with every lab, the SSH key is encrypted with that copy's salt, and tests and the demo
+ * may run labs at the same time. The lab's `pulumi` wrapper (labPulumi) puts the copy in the committed
+ * file's place for the commands it runs.
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -56,29 +57,32 @@ export function runtimeConfig(lab: LabDescription, cluster?: ClusterDescription)
   };
 }
 
+export interface LabStack {
+  /** The filled copy of stacks/Pulumi.<stack>.yaml. */
+  configFile: string;
+  /** `pulumi` as the lab runs it (see labPulumi). */
+  pulumi: string;
+}
+
 /**
- * Writes the filled copy and sets the SSH key into it as a secret (through the CLI, on stdin: never on a
- * command line). Returns the file's path.
+ * Writes the filled copy, the lab's `pulumi` wrapper, creates the stack (unless told not to) and sets the
+ * SSH key as a secret (through the CLI, on stdin: never on a command line).
  */
-export async function writeLabStackConfig(opts: LabStackOptions): Promise<string> {
+export async function writeLabStackConfig(opts: LabStackOptions): Promise<LabStack> {
   const stack = opts.stack ?? "lab";
   const committed = path.join(REPO_ROOT, "stacks", `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(committed)) throw new Error(`lab: no stack config ${committed}`);
-  const file = path.resolve(opts.configFile ?? path.join(opts.lab.dir, `Pulumi.${stack}.yaml`));
+  const configFile = path.resolve(opts.configFile ?? path.join(opts.lab.dir, `Pulumi.${stack}.yaml`));
   const doc = YAML.parseDocument(fs.readFileSync(committed, "utf8"));
   for (const [key, value] of Object.entries(runtimeConfig(opts.lab, opts.cluster))) doc.setIn(["config", `${PROJECT}:${key}`], value);
-  fs.writeFileSync(file, doc.toString(), { mode: 0o600 });
+  fs.writeFileSync(configFile, doc.toString(), { mode: 0o600 });
 
-  // The CLI runs in a scratch project of the same name, so that `stack init` writes its encryption salt
-  // there instead of into the repo's stacks/ directory.
-  const project = path.join(path.dirname(file), `.pulumi-project-${stack}`);
-  fs.mkdirSync(project, { recursive: true });
-  fs.copyFileSync(path.join(REPO_ROOT, "Pulumi.yaml"), path.join(project, "Pulumi.yaml"));
   const env = opts.env ?? process.env;
-  if (opts.createStack ?? true) await pulumi(["stack", "init", stack, "--non-interactive"], project, env);
+  const wrapper = labPulumi(opts.lab, committed, configFile, env);
+  if (opts.createStack ?? true) await pulumi(wrapper, ["stack", "init", stack, "--non-interactive"], env);
   const key = fs.readFileSync(opts.lab.nodes[0].privateKeyPath, "utf8");
-  await pulumi(["config", "set", "--secret", "--config-file", file, "--stack", stack, `${PROJECT}:sshPrivateKey`, "--non-interactive"], project, env, key);
-  return file;
+  await pulumi(wrapper, ["config", "set", "--secret", "--stack", stack, `${PROJECT}:sshPrivateKey`, "--non-interactive"], env, key);
+  return { configFile, pulumi: wrapper };
 }
 
 /**
@@ -99,45 +103,50 @@ export function adoptionConfig(configFile: string): string {
 }
 
 /**
- * `<dir>`/operator/bin/pulumi: runs the `pulumi` found on `env`'s PATH in a private mount namespace whose
- * /etc/hosts also maps the lab registry's name, as each node's does. The program reads live state from
- * the operator's machine (the rotation preflight fetches what registry.test:PORT serves; the serving
- * switch waits until it serves the new certificate), and on this host that name exists only inside the
- * lab. The host's own /etc/hosts is never changed. Returns the wrapper's path.
+ * `<lab dir>`/bin/pulumi: runs the `pulumi` found on `env`'s PATH, from the repository, in a private mount
+ * namespace where
+ *  - the committed stacks/Pulumi.<stack>.yaml is the lab's filled copy (bind mount). Every command then
+ *    reads and writes the copy, including those that take no --config-file but save the stack file
+ *    (`stack init` its salt; `stack output --show-secrets`, which the Automation API runs after each up,
+ *    its secrets provider), so the committed file is never written and plain `pulumi up --stack lab` works;
+ *  - /etc/hosts also maps the lab registry's name, as each node's does: the program reads live state from
+ *    the machine that runs it (the rotation preflight fetches what registry.test:PORT serves; the serving
+ *    switch waits until it serves the new certificate), and on this host that name exists only in the lab.
+ * Nothing changes outside that namespace. Returns the wrapper's path.
  */
-export function operatorPulumi(lab: LabDescription, env: NodeJS.ProcessEnv = process.env): string {
+export function labPulumi(lab: LabDescription, committed: string, configFile: string, env: NodeJS.ProcessEnv = process.env): string {
   const real = (env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, "pulumi")).find((p) => {
     try {
       fs.accessSync(p, fs.constants.X_OK);
-      return true;
+      return fs.realpathSync(p) !== path.join(lab.dir, "bin", "pulumi");
     } catch {
       return false;
     }
   });
   if (!real) throw new Error("lab: `pulumi` is not on PATH; run `. scripts/pulumi-env.sh` first (or install Pulumi)");
-  const dir = path.join(lab.dir, "operator");
-  fs.mkdirSync(path.join(dir, "bin"), { recursive: true });
-  const hosts = path.join(dir, "hosts");
+  fs.mkdirSync(path.join(lab.dir, "bin"), { recursive: true });
+  const hosts = path.join(lab.dir, "hosts");
   fs.writeFileSync(hosts, `${fs.readFileSync("/etc/hosts", "utf8").trimEnd()}\n${lab.registry.address} ${lab.registry.host}\n`);
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const wrapper = path.join(dir, "bin", "pulumi");
+  const wrapper = path.join(lab.dir, "bin", "pulumi");
+  const script = 'mount --bind "$1" /etc/hosts && mount --bind "$2" "$3" && shift 3 && exec "$@"';
   fs.writeFileSync(wrapper, [
     "#!/bin/sh",
-    `# The lab's operator view: ${real} with ${lab.registry.host} resolving to ${lab.registry.address} (lab/cluster-stack.ts).`,
-    `exec unshare --mount --propagation private sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' ${q(hosts)} ${q(real)} "$@"`,
+    `# The lab's pulumi (lab/cluster-stack.ts labPulumi): ${real} with ${path.relative(REPO_ROOT, committed)} = ${configFile}`,
+    `# and ${lab.registry.host} resolving to ${lab.registry.address}, in a private mount namespace.`,
+    `exec unshare --mount --propagation private sh -c ${q(script)} sh ${[hosts, configFile, committed, real].map(q).join(" ")} "$@"`,
     "",
   ].join("\n"), { mode: 0o755 });
   return wrapper;
 }
 
-function pulumi(args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string): Promise<void> {
+function pulumi(wrapper: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn("pulumi", args, { cwd, env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(wrapper, args, { cwd: REPO_ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (d: Buffer) => (output += d.toString()));
     child.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    child.once("error", (e: NodeJS.ErrnoException) =>
-      reject(new Error(e.code === "ENOENT" ? "lab: `pulumi` is not on PATH; run `. scripts/pulumi-env.sh` first (or install Pulumi)" : e.message)));
+    child.once("error", reject);
     child.once("exit", (code) => {
       // Only the command's words are shown: the one value passed (the SSH key) goes on stdin.
       if (code === 0) resolve();

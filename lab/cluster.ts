@@ -3,7 +3,8 @@
  * (test/k8s/apiserver.ts, binaries from `npm run k8s:binaries`), one KubeadmControlPlane, one
  * MachineDeployment with its KubeadmConfigTemplate, and simulated CAPI controllers that report rollouts
  * and keep writing those objects like busy controllers do (so resourceVersion preconditions meet real
- * 409s). No kubelet and no machines: "rolled out" is what the simulated controllers report.
+ * 409s), plus the garbage collector's completion of foreground deletes (lab/cluster-gc.ts). No kubelet, no
+ * controller-manager and no machines: "rolled out" is what the simulated controllers report.
  *
  * The apiserver helpers and the simulated controllers are the ones the k8s tests use; they are plain
  * TypeScript that runs under tsx as well as under jest, so the lab imports them rather than copying them.
@@ -16,6 +17,7 @@ import { MD_GROUP, MD_PLURAL, TEMPLATE_GROUP, TEMPLATE_PLURAL } from "../core/wo
 import { startApiServer, type ApiServer } from "../test/k8s/apiserver";
 import { createKcp, GROUP as KCP_GROUP, NAMESPACE, PLURAL as KCP_PLURAL } from "../test/k8s/kcp-support";
 import { SimCapiController } from "../test/k8s/sim-capi-controller";
+import { SimGarbageCollector } from "./cluster-gc";
 import { signal, stopDaemon } from "./daemon";
 import { cleanEnv, waitUntil } from "./proc";
 import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef } from "../test/k8s/worker-trust-support";
@@ -80,6 +82,8 @@ export async function startCluster(dir: string): Promise<LabCluster> {
     stops.push(() => kcpSim.stop());
     const mdSim = new SimMachineDeploymentController(api, VERSION, machineDeployment, 1500, [50, 250]);
     stops.push(() => mdSim.stop());
+    const gc = new SimGarbageCollector(api.kubeConfig);
+    stops.push(() => gc.stop());
 
     const kubeconfig = path.join(dir, "kubeconfig");
     fs.copyFileSync(api.kubeconfigPath, kubeconfig);
