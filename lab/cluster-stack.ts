@@ -17,24 +17,17 @@ import type { LabDescription } from "./lab";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
 
-/** The keys the lab start writes (the committed file names them in its header). */
-export const RUNTIME_KEYS = ["registries", "nodes", "sshPrivateKey", "probeImage", "clusters", "servingTarget"] as const;
-
 export interface LabStackOptions {
   lab: LabDescription;
   cluster?: ClusterDescription;
   /** Stack name; its committed config is stacks/Pulumi.<stack>.yaml. @default "lab" */
   stack?: string;
-  /** Where the filled copy goes. @default <lab dir>/Pulumi.<stack>.yaml */
-  configFile?: string;
   /** Environment of the `pulumi` CLI (backend, passphrase, PATH with the CLI). @default process.env */
   env?: NodeJS.ProcessEnv;
-  /** Also create the stack in the backend (fails when it exists). @default true */
-  createStack?: boolean;
 }
 
 /** The run-time values as plain config (the SSH key excluded: it is set as a secret). */
-export function runtimeConfig(lab: LabDescription, cluster?: ClusterDescription): Record<string, unknown> {
+function runtimeConfig(lab: LabDescription, cluster?: ClusterDescription): Record<string, unknown> {
   // The serving switch reaches the registry's files through the first node: nodes share the host's /tmp,
   // where the lab keeps them, and the reload command runs there as well as on the host.
   const [first] = lab.nodes;
@@ -72,14 +65,15 @@ export async function writeLabStackConfig(opts: LabStackOptions): Promise<LabSta
   const stack = opts.stack ?? "lab";
   const committed = path.join(REPO_ROOT, "stacks", `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(committed)) throw new Error(`lab: no stack config ${committed}`);
-  const configFile = path.resolve(opts.configFile ?? path.join(opts.lab.dir, `Pulumi.${stack}.yaml`));
+  const configFile = path.join(opts.lab.dir, `Pulumi.${stack}.yaml`);
   const doc = YAML.parseDocument(fs.readFileSync(committed, "utf8"));
   for (const [key, value] of Object.entries(runtimeConfig(opts.lab, opts.cluster))) doc.setIn(["config", `${PROJECT}:${key}`], value);
   fs.writeFileSync(configFile, doc.toString(), { mode: 0o600 });
 
   const env = opts.env ?? process.env;
   const wrapper = labPulumi(opts.lab, committed, configFile, env);
-  if (opts.createStack ?? true) await pulumi(wrapper, ["stack", "init", stack, "--non-interactive"], env);
+  // Fails when the stack exists: its state would describe another lab's nodes and cluster.
+  await pulumi(wrapper, ["stack", "init", stack, "--non-interactive"], env);
   const key = fs.readFileSync(opts.lab.nodes[0].privateKeyPath, "utf8");
   await pulumi(wrapper, ["config", "set", "--secret", "--stack", stack, `${PROJECT}:sshPrivateKey`, "--non-interactive"], env, key);
   return { configFile, pulumi: wrapper };

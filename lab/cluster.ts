@@ -41,7 +41,7 @@ export interface ClusterDescription {
   pid: number;
 }
 
-export const CLUSTER_NAMES = {
+const CLUSTER_NAMES = {
   // The namespace the k8s test helpers create their objects in.
   namespace: NAMESPACE,
   controlPlane: "lab-control-plane",
@@ -113,7 +113,6 @@ export function clusterObjects(description: ClusterDescription) {
   const { apiVersion: version, namespace } = description;
   type Obj = { metadata: Record<string, any>; spec: Record<string, any>; status?: Record<string, any> };
   return {
-    kubeConfig: kc,
     controlPlane: async () => (await custom.getNamespacedCustomObject({ group: KCP_GROUP, version, namespace, plural: KCP_PLURAL, name: description.controlPlane })) as Obj,
     machineDeployment: async () => (await custom.getNamespacedCustomObject({ group: MD_GROUP, version, namespace, plural: MD_PLURAL, name: description.machineDeployment })) as Obj,
     template: async (name: string) => (await custom.getNamespacedCustomObject({ group: TEMPLATE_GROUP, version, namespace, plural: TEMPLATE_PLURAL, name })) as Obj,
