@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything `npm test` needs beyond node_modules, idempotent and cached: the lab's Debian packages,
-# kube-apiserver + etcd + the Cluster API CRDs, and the Pulumi engine (CLI, Node.js language host, tls and
-# kubernetes plugins), both built from Go modules once per version (k8s-binaries.sh, pulumi-binaries.sh;
+# kube-apiserver + etcd + the Cluster API CRDs, and the Pulumi engine (CLI, Node.js language host, tls,
+# kubernetes and command plugins, the dynamic-provider launcher), both built from Go modules once per version (k8s-binaries.sh, pulumi-binaries.sh;
 # docs/pulumi-engine.md). A machine with a normal Pulumi install builds no engine.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
