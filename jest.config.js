@@ -14,6 +14,8 @@ module.exports = {
   },
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnlyPackages.join("|")})/)`],
   testTimeout: 60000,
+  // Tests reach this machine's loopback only: the committed stacks name real-looking remote hosts.
+  setupFiles: ["<rootDir>/test/support/network-guard.ts"],
   // The Pulumi SDK keeps its run state on globals; jest's soft deletion of globals between files only warns.
   testEnvironmentOptions: { globalsCleanup: "off" },
   reporters: ["default", "<rootDir>/test/support/summary-reporter.cjs"],

@@ -5,6 +5,7 @@
  *
  * Usage: tsx test/support/mock-program.ts PROGRAM   (env MOCK_CONFIG = JSON {config, secretKeys})
  */
+import "./network-guard";
 import * as pulumi from "@pulumi/pulumi";
 import { resolve } from "node:path";
 import { TlsMocks } from "./tls-mocks";
