@@ -7,9 +7,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { Stack } from "@pulumi/pulumi/automation";
 import * as tls from "@pulumi/tls";
-import { Engine, offlineEngine, runPulumi } from "./engine";
+import { Engine, inlineStack, offlineEngine, runPulumi } from "./engine";
 
 jest.setTimeout(300_000);
 
@@ -21,18 +21,7 @@ beforeAll(async () => {
 });
 afterAll(() => engine?.cleanup());
 
-async function stackFor(name: string, program: () => Promise<Record<string, unknown>>): Promise<Stack> {
-  return LocalWorkspace.createOrSelectStack(
-    { stackName: name, projectName: PROJECT, program },
-    {
-      pulumiCommand: engine.command,
-      envVars: engine.env,
-      pulumiHome: engine.home,
-      projectSettings: { name: PROJECT, runtime: "nodejs", backend: { url: engine.env.PULUMI_BACKEND_URL } },
-      secretsProvider: "passphrase",
-    },
-  );
-}
+const stackFor = (name: string, program: () => Promise<Record<string, unknown>>): Promise<Stack> => inlineStack(engine, PROJECT, name, program);
 
 function stateFile(stack: string): string {
   return path.join(engine.backendDir, ".pulumi", "stacks", PROJECT, `${stack}.json`);

@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { PulumiCommand } from "@pulumi/pulumi/automation";
+import { LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 
 const repoRoot = path.resolve(__dirname, "..", "..");
 const binariesScript = path.join(repoRoot, "scripts", "pulumi-binaries.sh");
@@ -116,4 +116,18 @@ export function runPulumi(engine: Engine, args: string[], cwd?: string): string 
     env: { ...process.env, ...engine.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+}
+
+/** An Automation API stack of an inline program on this engine: its file:// backend, PULUMI_HOME and passphrase. */
+export function inlineStack(engine: Engine, project: string, name: string, program: () => Promise<Record<string, unknown> | void>): Promise<Stack> {
+  return LocalWorkspace.createOrSelectStack(
+    { stackName: name, projectName: project, program },
+    {
+      pulumiCommand: engine.command,
+      envVars: engine.env,
+      pulumiHome: engine.home,
+      projectSettings: { name: project, runtime: "nodejs", backend: { url: engine.env.PULUMI_BACKEND_URL } },
+      secretsProvider: "passphrase",
+    },
+  );
 }

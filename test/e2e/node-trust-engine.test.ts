@@ -8,14 +8,14 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { EngineEvent, LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { NodeTrust } from "../../components/node-trust";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { startLab, REGISTRY_HOST, type Lab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { createCa } from "../../lab/pki";
-import { Engine, offlineEngine, runPulumi } from "./engine";
+import { Engine, inlineStack, offlineEngine, runPulumi } from "./engine";
 
 jest.setTimeout(180_000);
 
@@ -51,18 +51,7 @@ function nodeConfig(node: LabNode, hostKey = node.hostKey): NodeConfig {
   return { name: node.name, host: node.host, port: node.port, user: node.user, os: "auto", runtimes: ["containerd"], hostKey };
 }
 
-async function stackFor(name: string, program: () => Promise<Record<string, unknown>>): Promise<Stack> {
-  return LocalWorkspace.createOrSelectStack(
-    { stackName: name, projectName: PROJECT, program },
-    {
-      pulumiCommand: engine.command,
-      envVars: engine.env,
-      pulumiHome: engine.home,
-      projectSettings: { name: PROJECT, runtime: "nodejs", backend: { url: engine.env.PULUMI_BACKEND_URL } },
-      secretsProvider: "passphrase",
-    },
-  );
-}
+const stackFor = (name: string, program: () => Promise<Record<string, unknown>>): Promise<Stack> => inlineStack(engine, PROJECT, name, program);
 
 const opts = { color: "never" as const, onOutput: (s: string) => output.push(s), onEvent: (e: EngineEvent) => events.push(e) };
 

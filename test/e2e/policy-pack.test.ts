@@ -7,12 +7,12 @@ import { generateKeyPairSync } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { Stack } from "@pulumi/pulumi/automation";
 import * as tls from "@pulumi/tls";
 import { NodeTrust } from "../../components/node-trust";
 import { RegistryPki } from "../../components/registry-pki";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
-import { Engine, offlineEngine } from "./engine";
+import { Engine, inlineStack, offlineEngine } from "./engine";
 
 jest.setTimeout(300_000);
 
@@ -59,16 +59,7 @@ beforeAll(async () => {
 afterAll(() => engine?.cleanup());
 
 async function stackFor(name: string, shape: Shape, config: Record<string, string>): Promise<Stack> {
-  const stack = await LocalWorkspace.createOrSelectStack(
-    { stackName: name, projectName: PROJECT, program: program(shape) },
-    {
-      pulumiCommand: engine.command,
-      envVars: engine.env,
-      pulumiHome: engine.home,
-      projectSettings: { name: PROJECT, runtime: "nodejs", backend: { url: engine.env.PULUMI_BACKEND_URL } },
-      secretsProvider: "passphrase",
-    },
-  );
+  const stack = await inlineStack(engine, PROJECT, name, program(shape));
   await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, value]) => [k, { value }])));
   return stack;
 }
