@@ -230,74 +230,55 @@ func newID() string {
 }
 
 func (p *provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	typ, err := resourceType(req.GetType(), req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	in, err := unmarshal(req.GetProperties())
-	if err != nil {
-		return nil, err
-	}
-	if req.GetPreview() {
-		props, err := withOutputs(in, nil)
+	props, err := p.runCommand(req.GetType(), req.GetUrn(), req.GetProperties(), req.GetPreview(), req.GetTimeout(),
+		func(c *command) *run { return &run{op: "create", line: c.create, env: c.environment} })
+	if err != nil || req.GetPreview() {
 		return &pulumirpc.CreateResponse{Properties: props}, err
-	}
-	c, err := p.decode(typ, in)
-	if err != nil {
-		return nil, err
-	}
-	r := &run{op: "create", line: c.create, env: c.environment}
-	if c.create != "" {
-		ctx, cancel := p.opContext(req.GetTimeout())
-		defer cancel()
-		if err := p.execute(ctx, req.GetUrn(), c, r); err != nil {
-			return nil, err
-		}
-	}
-	props, err := withOutputs(in, r)
-	if err != nil {
-		return nil, err
 	}
 	return &pulumirpc.CreateResponse{Id: newID(), Properties: props}, nil
 }
 
 func (p *provider) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	typ, err := resourceType(req.GetType(), req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	in, err := unmarshal(req.GetNews())
-	if err != nil {
-		return nil, err
-	}
-	if req.GetPreview() {
-		props, err := withOutputs(in, nil)
-		return &pulumirpc.UpdateResponse{Properties: props}, err
-	}
 	olds, err := unmarshal(req.GetOlds())
 	if err != nil {
 		return nil, err
+	}
+	props, err := p.runCommand(req.GetType(), req.GetUrn(), req.GetNews(), req.GetPreview(), req.GetTimeout(), func(c *command) *run {
+		if c.update == "" {
+			return &run{op: "update (running create, no update command)", line: c.create, env: previousOutputEnv(c, olds)}
+		}
+		return &run{op: "update", line: c.update, env: previousOutputEnv(c, olds)}
+	})
+	return &pulumirpc.UpdateResponse{Properties: props}, err
+}
+
+// runCommand is Create's and Update's shared body: decode the inputs, run the command pick chooses (nothing
+// in a preview or when its line is empty), and return the inputs plus stdout/stderr.
+func (p *provider) runCommand(typeName, urn string, news *structpb.Struct, preview bool, timeout float64, pick func(*command) *run) (*structpb.Struct, error) {
+	typ, err := resourceType(typeName, urn)
+	if err != nil {
+		return nil, err
+	}
+	in, err := unmarshal(news)
+	if err != nil {
+		return nil, err
+	}
+	if preview {
+		return withOutputs(in, nil)
 	}
 	c, err := p.decode(typ, in)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{op: "update", line: c.update, env: previousOutputEnv(c, olds)}
-	if r.line == "" {
-		r.op, r.line = "update (running create, no update command)", c.create
-	}
+	r := pick(c)
 	if r.line != "" {
-		ctx, cancel := p.opContext(req.GetTimeout())
+		ctx, cancel := p.opContext(timeout)
 		defer cancel()
-		if err := p.execute(ctx, req.GetUrn(), c, r); err != nil {
+		if err := p.execute(ctx, urn, c, r); err != nil {
 			return nil, err
 		}
 	}
-	props, err := withOutputs(in, r)
-	if err != nil {
-		return nil, err
-	}
-	return &pulumirpc.UpdateResponse{Properties: props}, nil
+	return withOutputs(in, r)
 }
 
 // Delete runs the stored delete command with the stored inputs (connection, stdin, environment).
