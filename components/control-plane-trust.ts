@@ -24,7 +24,7 @@ export interface ControlPlaneTrustArgs extends ClusterObjectTrustArgs {
   readonly rolloutAfter?: string;
   /** Wait until the control plane has rolled out the change. @default true */
   readonly waitForRollout?: boolean;
-  /** @default 1800 */
+  /** Fail when the control plane has not rolled out within this many seconds. @default 1800 */
   readonly rolloutTimeoutSeconds?: number;
   /** How long to wait while another run holds the KCP's Lease. @default 1800 */
   readonly leaseWaitTimeoutSeconds?: number;
@@ -39,6 +39,7 @@ class ControlPlaneTrustResource extends pulumi.dynamic.Resource {
   declare readonly generation: pulumi.Output<number>;
   declare readonly servedVersion: pulumi.Output<string>;
   declare readonly ownedPaths: pulumi.Output<string[]>;
+  declare readonly secretName: pulumi.Output<string | undefined>;
 
   constructor(name: string, inputs: ResourceInputs, opts: pulumi.CustomResourceOptions) {
     const outputs: Partial<Record<Exclude<keyof ControlPlaneTrustOutputs, keyof ControlPlaneTrustInputs>, undefined>> = {
@@ -61,6 +62,8 @@ export class ControlPlaneTrust extends pulumi.ComponentResource {
   readonly servedVersion: pulumi.Output<string>;
   /** Paths in spec.kubeadmConfigSpec.files that registry-trust owns. */
   readonly ownedPaths: pulumi.Output<string[]>;
+  /** Secret holding the bundle when it is too large to inline (contentFrom), else undefined. */
+  readonly secretName: pulumi.Output<string | undefined>;
   /** sha256 of the bundle written. */
   readonly bundleHash: pulumi.Output<string>;
 
@@ -90,6 +93,7 @@ export class ControlPlaneTrust extends pulumi.ComponentResource {
     this.generation = trust.generation;
     this.servedVersion = trust.servedVersion;
     this.ownedPaths = trust.ownedPaths;
-    this.registerOutputs({ generation: this.generation, servedVersion: this.servedVersion, ownedPaths: this.ownedPaths, bundleHash: this.bundleHash });
+    this.secretName = trust.secretName;
+    this.registerOutputs({ generation: this.generation, servedVersion: this.servedVersion, ownedPaths: this.ownedPaths, secretName: this.secretName, bundleHash: this.bundleHash });
   }
 }

@@ -20,7 +20,7 @@ export interface WorkerTrustArgs extends ClusterObjectTrustArgs {
   readonly osTrustStore?: OsFamily;
   /** Wait until the MachineDeployment has replaced its machines; our unreferenced templates are deleted only then. @default true */
   readonly waitForRollout?: boolean;
-  /** @default 1800 */
+  /** Fail when the MachineDeployment has not rolled out within this many seconds. @default 1800 */
   readonly rolloutTimeoutSeconds?: number;
   /** How long to wait while another run holds the MachineDeployment's Lease. @default 1800 */
   readonly leaseWaitTimeoutSeconds?: number;

@@ -9,7 +9,7 @@ const registered: pulumi.runtime.MockResourceArgs[] = [];
 pulumi.runtime.setMocks({
   newResource(args) {
     registered.push(args);
-    return { id: `${args.name}-id`, state: { ...args.inputs, generation: 7, servedVersion: "v1beta2", ownedPaths: ["/p"] } };
+    return { id: `${args.name}-id`, state: { ...args.inputs, generation: 7, servedVersion: "v1beta2", ownedPaths: ["/p"], secretName: "cp-registry-trust-ca-0123456789ab" } };
   },
   call: () => ({}),
 }, "registry-trust", "unit", false);
@@ -37,6 +37,7 @@ test("registers one dynamic resource with the kubeconfig as a secret and the sta
     return undefined;
   }] });
   expect(await value(cpt.generation)).toBe(7);
+  expect(await value(cpt.secretName)).toBe("cp-registry-trust-ca-0123456789ab");
   expect(await pulumi.isSecret(props.kubeconfig as pulumi.Output<string>)).toBe(true);
   const res = registered.find((r) => r.name === "cp" && r.type.includes("dynamic"))!;
   expect(res.inputs).toMatchObject({ namespace: "capi-system", name: "prod-cp", holder: "registry-trust/unit", bundlePem });
