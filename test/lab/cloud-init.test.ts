@@ -65,7 +65,7 @@ test("incident 2 replay: a fresh node booted with the cloud-init fragment pulls 
   expect(report).toMatchObject({ action: "install", os: "debian", restarted: [] });
   expect(report.changed).toEqual(expect.arrayContaining([`/etc/containerd/certs.d/${key}/hosts.toml`, `/etc/containerd/certs.d/${key}/ca.crt`]));
 
-  await expect(node.cri().pullImage(lab.registry.image)).resolves.toBeDefined();
+  await expect(node.cri().pullImage(lab.registry.image)).resolves.toMatch(/^sha256:[0-9a-f]{64}$/);
   expect(node.containerdPid()).toBe(pid);
 });
 

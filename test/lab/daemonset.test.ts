@@ -50,6 +50,6 @@ test("the DaemonSet's init container command installs trust on a node: its first
   expect(report.verified).toContain(`tls:${key}@/etc/containerd/certs.d/${key}/ca.crt`);
   // The files landed on the node itself, not in the throwaway container root.
   expect((await node.exec(`test -f /etc/containerd/certs.d/${key}/hosts.toml`)).code).toBe(0);
-  await expect(node.cri().pullImage(lab.registry.image)).resolves.toBeDefined();
+  await expect(node.cri().pullImage(lab.registry.image)).resolves.toMatch(/^sha256:[0-9a-f]{64}$/);
   expect(node.containerdPid()).toBe(pid);
 });
