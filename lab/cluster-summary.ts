@@ -5,12 +5,14 @@
  * its rollout, the MachineDeployment's bootstrap template, and what the registry serves. Exit 1 when any
  * check fails. Used by scripts/demo.sh.
  */
-import { X509Certificate } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as tls from "node:tls";
+import { fetchServedChain } from "../cli/served-chain";
 import { rolloutState } from "../core/kcp/rollout";
+import { chainFromDer } from "../core/rotation/served";
 import { bundleHash } from "../core/x509/bundle";
+import { parsePemCertificates } from "../core/x509/pem";
+import { verifyServing } from "../core/x509/verify";
 import { clusterObjects, readClusterDescription } from "./cluster";
 import { attachLab } from "./lab";
 
@@ -21,16 +23,6 @@ interface Outputs {
 }
 
 const short = (h: string) => `sha256:${h.slice(0, 16)}…`;
-
-function served(port: number, servername: string): Promise<tls.PeerCertificate> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false }, () => {
-      resolve(s.getPeerCertificate());
-      s.end();
-    });
-    s.once("error", reject);
-  });
-}
 
 async function main(): Promise<void> {
   const [dir, outputsFile] = process.argv.slice(2);
@@ -75,12 +67,14 @@ async function main(): Promise<void> {
       `MachineDeployment ${cluster.namespace}/${cluster.machineDeployment}: bootstrap template ${name} carries bundle ${templateHash === "none" ? "none" : short(templateHash)}`);
   }
 
-  // What the endpoint serves, with no trust evaluated; then whether a CA of the stack's bundle signed it.
-  const leaf = new X509Certificate((await served(lab.registry.port, lab.registry.host)).raw);
-  const cas = (outputs.bundlePem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((p) => new X509Certificate(p));
-  const signer = cas.find((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey));
-  line(signer !== undefined, `registry ${endpoint} serves ${leaf.subject.replace(/\n/g, ", ")} issued by ${leaf.issuer.replace(/\n/g, ", ")}` +
-    `${signer ? " (a CA of the stack's bundle)" : " — NOT signed by a CA of the stack's bundle"}, valid until ${leaf.validTo}`);
+  // What the endpoint serves (no trust evaluated while fetching), judged by Go's rules against the stack's
+  // bundle for the name the nodes dial. registry.test resolves only inside the lab, so dial its loopback.
+  const chain = chainFromDer(await fetchServedChain({ host: "127.0.0.1", port: lab.registry.port }, 10_000), endpoint);
+  const verdict = verifyServing({ bundle: parsePemCertificates(outputs.bundlePem, "bundlePem").certs, chain, host: lab.registry.host });
+  const leaf = chain[0];
+  line(verdict.trusted, `registry ${endpoint} serves ${leaf.subject} issued by ${leaf.issuer}` +
+    `${verdict.trusted ? " (verifies against the stack's bundle)" : ` — does NOT verify against the stack's bundle: ${verdict.problems.map((p) => p.code).join(", ")}`}` +
+    `, valid until ${leaf.notAfter.toISOString()}`);
   if (failed > 0) throw new Error(`${failed} check(s) failed`);
 }
 

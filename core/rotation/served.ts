@@ -1,6 +1,6 @@
 import { Endpoint, endpointKey } from "../endpoint";
 import { CertInfo } from "../x509/cert";
-import { parsePemCertificates } from "../x509/pem";
+import { parsePemCertificates, toPem } from "../x509/pem";
 
 /*
  * What the registry serves, and which of this stack's CA generations issued it. Generated CAs are named
@@ -27,8 +27,7 @@ export function describeCert(c: CertInfo): string {
 
 /** DER certificates as CertInfo, leaf first. */
 export function chainFromDer(der: readonly Buffer[], source: string): CertInfo[] {
-  const pem = der.map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString("base64")}\n-----END CERTIFICATE-----\n`).join("");
-  return parsePemCertificates(pem, source).certs;
+  return parsePemCertificates(der.map(toPem).join(""), source).certs;
 }
 
 export type FetchChain = (endpoint: Endpoint, timeoutMs: number) => Promise<Buffer[]>;
