@@ -17,7 +17,7 @@ jest.setTimeout(120_000);
 
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
-const fixture = path.join(__dirname, "worker-trust-serialize.ts");
+const fixture = path.join(__dirname, "fixtures", "serialize-worker-trust.ts");
 let provider: SerializedProvider;
 
 let env: ApiServer;
