@@ -5,7 +5,7 @@ import { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
 import { Server, createServer } from "node:tls";
 import * as k8s from "@kubernetes/client-node";
-import { fetchServedChain } from "../../cli/served-chain";
+import { fetchServedChain } from "../../core/served-chain";
 import { rotationPreflight } from "../../components/rotation-preflight";
 import { parseStackConfig } from "../../core/config/validate";
 import { loadKubeConfig } from "../../core/kcp/api";

@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { fetchServedChain } from "../../cli/served-chain";
+import { fetchServedChain } from "../../core/served-chain";
 import { KcpApi, KcpObject } from "../../core/kcp/api";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { apiMessage } from "../../core/kcp/errors";
