@@ -36,9 +36,14 @@ const loaded = (async () => {
   }
 })();
 
-setTimeout(async () => {
+// Finish as the engine's language host does: the program's module has run, then every outstanding resource
+// registration and apply has drained (disconnect waits for the RPC queue). One turn of the event loop after
+// that lets unhandled rejections from the last callbacks be reported before the outcome is printed.
+void (async () => {
   await loaded;
+  await pulumi.runtime.disconnect();
+  await new Promise((r) => setImmediate(r));
   mocks.pki.cleanup();
   const resources = mocks.resources.map((r) => ({ type: r.type, name: r.name }));
   process.stdout.write(`${JSON.stringify({ resources, outputs: Object.keys(outputs), errors: [...new Set(failures)] })}\n`);
-}, Number(process.env.MOCK_SETTLE_MS ?? 1500));
+})();
