@@ -7,12 +7,12 @@ import * as k8s from "@kubernetes/client-node";
 import { clientNodeKcpApi, KcpApi, KcpObject, KcpVersion } from "../../core/kcp/api";
 import { isKcpError, KcpErrorCode } from "../../core/kcp/errors";
 import { leaseRef, microTime } from "../../core/kcp/lease";
-import { desiredEntries, FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
+import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
 import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, createKcp, fastOptions, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";
+import { caBundles, createKcp, expectTrustEntries, fastOptions, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";
 import { SimCapiController } from "./sim-capi-controller";
 
 jest.setTimeout(120_000);
@@ -71,12 +71,11 @@ const rotateUnderLoad = (version: KcpVersion) => async () => {
   expect(first.version).toBe(version);
 
   const kcp = await api.getKcp(target, version);
-  const d = desiredEntries(name, { endpoints, bundlePem: bundleA });
   // Every other writer's entry survives byte for byte, in its place; ours follow.
   expect(JSON.stringify(files(kcp).slice(0, OTHERS_FILES.length))).toBe(others);
-  expect(files(kcp).slice(OTHERS_FILES.length)).toEqual(d.files);
+  const ownership = expectTrustEntries(files(kcp).slice(OTHERS_FILES.length), bundleA);
   expect(kcp.spec!.kubeadmConfigSpec!.preKubeadmCommands).toEqual(["echo platform-first"]);
-  expect(JSON.parse(kcp.metadata.annotations![OWNERSHIP_ANNOTATION])).toEqual(d.ownership);
+  expect(JSON.parse(kcp.metadata.annotations![OWNERSHIP_ANNOTATION])).toEqual(ownership);
 
   // The rollout of our generation finished before apply returned, in this version's status shape.
   const rolledOut = controller.events.find((e) => e.kind === "rolled-out" && e.generation === first.generation);

@@ -1,6 +1,8 @@
 // Shared by the KCP sequencer tests and the contention benchmark: objects on the real apiserver, real
 // certificates, and the simulated CAPI controller. Nothing here stands in for Kubernetes itself.
+import { createHash } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
+import { parse as parseToml } from "smol-toml";
 import { clientNodeKcpApi, KcpApi, KcpObject, KcpVersion } from "../../core/kcp/api";
 import { FileEntry } from "../../core/kcp/plan";
 import { TestPki } from "../support/pki";
@@ -17,6 +19,32 @@ export const OTHERS_FILES: FileEntry[] = [
   { path: "/etc/platform/motd", encoding: "base64", content: "aGVsbG8K", append: true },
   { path: "/etc/platform/token", contentFrom: { secret: { name: "platform-token", key: "token" } }, permissions: "0400" },
 ];
+
+/**
+ * Checks `ours` (our entries as they came back from the apiserver) against what containerd needs for
+ * registry.test:5000, written from containerd's hosts.toml contract (docs/hosts.md) rather than from
+ * core/kcp/plan, so a planning bug cannot agree with itself: the bundle as ca.crt in the endpoint's own
+ * certs.d directory, a hosts.toml there naming it, and for each mirrored upstream a hosts.toml sending
+ * pulls to the endpoint. Returns the ownership annotation those entries imply.
+ */
+export function expectTrustEntries(ours: FileEntry[], bundlePem: string, mirrorOf: string[] = []): { paths: string[]; commands: string[]; bundleHash: string } {
+  const dir = "/etc/containerd/certs.d/registry.test:5000";
+  const ca = `${dir}/ca.crt`;
+  const host = { "https://registry.test:5000": { capabilities: ["pull", "resolve"], ca } };
+  const upstreamServer: Record<string, string> = { "docker.io": "https://registry-1.docker.io" };
+  const hosts = [
+    { path: `${dir}/hosts.toml`, server: "https://registry.test:5000" },
+    ...mirrorOf.map((u) => ({ path: `/etc/containerd/certs.d/${u}/hosts.toml`, server: upstreamServer[u] ?? `https://${u}` })),
+  ];
+  expect(ours.map((f) => f.path)).toEqual([ca, ...hosts.map((h) => h.path)]);
+  expect(ours[0]).toEqual({ path: ca, owner: "root:root", permissions: "0644", content: bundlePem });
+  hosts.forEach((h, i) => {
+    const entry = ours[i + 1];
+    expect(entry).toMatchObject({ path: h.path, owner: "root:root", permissions: "0644" });
+    expect(parseToml(String(entry.content))).toEqual({ server: h.server, host });
+  });
+  return { paths: ours.map((f) => f.path), commands: [], bundleHash: createHash("sha256").update(bundlePem).digest("hex") };
+}
 
 export function kcpBody(version: KcpVersion, name: string, files: FileEntry[] = OTHERS_FILES, extra: Record<string, unknown> = {}): KcpObject {
   const machineTemplate =
