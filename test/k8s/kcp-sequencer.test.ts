@@ -11,9 +11,10 @@ import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, createKcp, expectTrustEntries, fastOptions, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles, expectTrustEntries, fastOptions, slowWriter } from "./kcp-support";
+import { createKcp, NAMESPACE, OTHERS_FILES, realApi, startSim } from "../../lab/capi-objects";
+import { SimCapiController } from "../../lab/sim-capi-controller";
 
 jest.setTimeout(120_000);
 
