@@ -1,4 +1,4 @@
-import { KeyObject, X509Certificate, createPublicKey } from "node:crypto";
+import { KeyObject, X509Certificate, createHash, createPublicKey } from "node:crypto";
 import { DerError, DerReader, Element, TAG, bitString, children, ctx, integerSign, oidText, smallInteger } from "./der";
 import { domainNameValid, ipText, isIA5, parseIp, parseMailbox } from "./names";
 
@@ -63,7 +63,8 @@ export interface PublicKeyInfo {
 
 /** One parsed certificate: node:crypto for crypto operations, our DER reader for the fields Go looks at. */
 export interface CertInfo {
-  readonly x509: X509Certificate;
+  /** node's view; undefined for the rare certificate Go parses but OpenSSL does not. */
+  readonly x509?: X509Certificate;
   readonly der: Buffer;
   /** Where it came from, e.g. "bundle#2" or "chain#0", for messages. */
   readonly source: string;
@@ -205,9 +206,12 @@ function asn1String(tag: number, v: Buffer): string {
   return fail(`invalid RDNSequence: invalid attribute value: unsupported string type: ${tag}`);
 }
 
-/** Go's parseName; returns the last CN, as Go's Subject.CommonName. */
-function parseName(full: Buffer): { commonName?: string } {
+const NAME_ATTRIBUTES: Record<string, string> = { "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.5": "serialNumber" };
+
+/** Go's parseName; returns the last CN (Go's Subject.CommonName) and a display form. */
+function parseName(full: Buffer): { commonName?: string; text: string } {
   let commonName: string | undefined;
+  const parts: string[] = [];
   const seq = new DerReader(full, "Name").read(TAG.SEQUENCE);
   for (const rdn of children(seq.value, "RDNSequence")) {
     if (rdn.tag !== TAG.SET) fail("invalid RDNSequence");
@@ -218,9 +222,10 @@ function parseName(full: Buffer): { commonName?: string } {
       const value = r.readAny();
       const text = asn1String(value.tag, value.value);
       if (type === "2.5.4.3") commonName = text;
+      parts.push(`${NAME_ATTRIBUTES[type] ?? type}=${text}`);
     }
   }
-  return { commonName };
+  return { commonName, text: parts.join(", ") };
 }
 
 /** UTCTime / GeneralizedTime as Go's cryptobyte reads them (canonical forms only). */
@@ -418,12 +423,13 @@ function parse(der: Buffer, source: string): CertInfo {
   const sig = signatureAlgorithm(innerSig.value);
 
   const issuerEl = tbs.read(TAG.SEQUENCE);
-  parseName(issuerEl.full);
+  const issuerName = parseName(issuerEl.full);
   const validity = new DerReader(tbs.read(TAG.SEQUENCE).value, "validity");
   const notBefore = parseTime(validity.readAny());
   const notAfter = parseTime(validity.readAny());
   const subjectEl = tbs.read(TAG.SEQUENCE);
-  const { commonName } = parseName(subjectEl.full);
+  const subjectName = parseName(subjectEl.full);
+  const commonName = subjectName.commonName;
   const spkiEl = tbs.read(TAG.SEQUENCE);
   const { info: key, goKnows } = describeKey(spkiEl.full);
 
@@ -548,10 +554,42 @@ function parse(der: Buffer, source: string): CertInfo {
             }
             break;
           }
-          case "2.5.29.31": case "2.5.29.33": case "2.5.29.36": case "2.5.29.54":
-            // cRLDistributionPoints, policyMappings, policyConstraints, inhibitAnyPolicy: Go parses them;
-            // revocation and policy processing are outside what a TLS client's Verify needs here.
+          // cRLDistributionPoints, policyConstraints, policyMappings, inhibitAnyPolicy: only Go's structural
+          // checks (a malformed one makes the whole certificate unparseable); the values play no part in
+          // what a TLS client's Verify decides here.
+          case "2.5.29.31":
+            for (const dp of children(new DerReader(value, "cRLDistributionPoints").read(TAG.SEQUENCE).value, "cRLDistributionPoints")) {
+              if (dp.tag !== TAG.SEQUENCE) fail("invalid CRL distribution point");
+              const name = new DerReader(dp.value, "distributionPoint").readOptional(ctx(0, true));
+              if (!name) continue;
+              const full = new DerReader(name.value, "distributionPoint").read(ctx(0, true));
+              const uris = new DerReader(full.value, "fullName");
+              while (uris.peekTag() === ctx(6)) uris.readAny();
+            }
             break;
+          case "2.5.29.36": {
+            const pc = new DerReader(new DerReader(value, "policyConstraints").read(TAG.SEQUENCE).value, "policyConstraints");
+            for (const tag of [ctx(0), ctx(1)]) {
+              const f = pc.readOptional(tag);
+              // An INTEGER that must be minimally encoded and fit in 64 bits (Go's ReadASN1Int64WithTag).
+              if (f && (f.value.length > 8 || integerSign(f.value) === undefined)) fail("invalid policy constraints extension");
+            }
+            break;
+          }
+          case "2.5.29.33":
+            for (const m of children(new DerReader(value, "policyMappings").read(TAG.SEQUENCE).value, "policyMappings")) {
+              if (m.tag !== TAG.SEQUENCE) fail("invalid policy mappings extension");
+              const r2 = new DerReader(m.value, "policyMapping");
+              r2.read(TAG.OID);
+              r2.read(TAG.OID);
+            }
+            break;
+          case "2.5.29.54": {
+            const n = new DerReader(value, "inhibitAnyPolicy").read(TAG.INTEGER).value;
+            integerSign(n);
+            if (n.length > 8) fail("invalid inhibit any policy extension");
+            break;
+          }
           case "1.3.6.1.5.5.7.1.1":
             if (critical) fail("authority info access incorrectly marked critical");
             for (const ad of children(new DerReader(value, "authorityInfoAccess").read(TAG.SEQUENCE).value, "authorityInfoAccess")) {
@@ -572,22 +610,29 @@ function parse(der: Buffer, source: string): CertInfo {
   const sigBits = cert.read(TAG.BIT_STRING);
   const signature = bitString(sigBits.value).bytes;
 
-  // node:crypto for the fingerprint, the display names and the key object.
-  const x509 = new X509Certificate(der);
+  // node:crypto (OpenSSL) for the key object, the fingerprint and the display names. A key Go can parse
+  // but OpenSSL cannot (an EC point off its curve) Go refuses too; a certificate OpenSSL refuses but Go
+  // parses (OpenSSL is stricter on some encodings) keeps our own display names.
   let publicKey: KeyObject | undefined;
   if (goKnows) {
     try {
       publicKey = createPublicKey({ key: spkiEl.full, format: "der", type: "spki" });
-    } catch {
-      publicKey = undefined;
+    } catch (e) {
+      if (key.type !== "dsa" && key.type !== "x25519") fail(`invalid ${describePublicKey(key)} public key (${(e as Error).message})`);
     }
+  }
+  let x509: X509Certificate | undefined;
+  try {
+    x509 = new X509Certificate(der);
+  } catch {
+    x509 = undefined;
   }
   return {
     x509,
     der,
     source,
-    subject: (x509.subject ?? "").replace(/\n/g, ", "),
-    issuer: (x509.issuer ?? "").replace(/\n/g, ", "),
+    subject: x509 ? (x509.subject ?? "").replace(/\n/g, ", ") : subjectName.text,
+    issuer: x509 ? (x509.issuer ?? "").replace(/\n/g, ", ") : issuerName.text,
     rawSubject: Buffer.from(subjectEl.full),
     rawIssuer: Buffer.from(issuerEl.full),
     rawSubjectPublicKeyInfo: Buffer.from(spkiEl.full),
@@ -596,7 +641,7 @@ function parse(der: Buffer, source: string): CertInfo {
     version,
     notBefore,
     notAfter,
-    fingerprint256: x509.fingerprint256,
+    fingerprint256: createHash("sha256").update(der).digest("hex").toUpperCase().replace(/(..)(?!$)/g, "$1:"),
     basicConstraintsValid,
     isCA,
     maxPathLen,

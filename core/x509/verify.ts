@@ -329,7 +329,7 @@ function verify(input: VerifyInput): Verdict {
     }
   }
 
-  if (input.privateKey && !leaf.x509.checkPrivateKey(input.privateKey)) {
+  if (input.privateKey && !leaf.x509?.checkPrivateKey(input.privateKey)) {
     problems.push(problem("KEY_MISMATCH", leaf, "does not match the private key given: the registry would fail its TLS handshake.", "Deploy the key that was used for this certificate's CSR, or reissue the certificate for this key."));
   }
 
