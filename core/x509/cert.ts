@@ -1,5 +1,5 @@
 import { KeyObject, X509Certificate, createHash, createPublicKey } from "node:crypto";
-import { DerError, DerReader, Element, TAG, bitString, children, ctx, integerSign, oidText, smallInteger } from "./der";
+import { DerError, DerReader, Element, TAG, bitString, children, ctx, int64, integerSign, oidText, smallInteger } from "./der";
 import { domainNameValid, ipText, isIA5, parseIp, parseMailbox } from "./names";
 
 /*
@@ -108,6 +108,12 @@ export interface CertInfo {
   readonly subjectKeyId: string;
   readonly authorityKeyId: string;
   readonly caIssuersUrls: string[];
+  /** certificatePolicies, policyMappings and policyConstraints/inhibitAnyPolicy values (OIDs as hex of their DER content); undefined = absent. */
+  readonly policies: string[];
+  readonly policyMappings: { readonly issuer: string; readonly subject: string }[];
+  readonly requireExplicitPolicy?: number;
+  readonly inhibitPolicyMapping?: number;
+  readonly inhibitAnyPolicy?: number;
   readonly unhandledCritical: string[];
   readonly signatureOid: string;
   readonly signatureName: string;
@@ -450,6 +456,11 @@ function parse(der: Buffer, source: string): CertInfo {
   let subjectKeyId = "";
   let authorityKeyId = "";
   const caIssuersUrls: string[] = [];
+  const policies: string[] = [];
+  const policyMappings: { issuer: string; subject: string }[] = [];
+  let requireExplicitPolicy: number | undefined;
+  let inhibitPolicyMapping: number | undefined;
+  let inhibitAnyPolicy: number | undefined;
   const unhandledCritical: string[] = [];
 
   if (version > 1) {
@@ -548,15 +559,17 @@ function parse(der: Buffer, source: string): CertInfo {
             const seenPolicies = new Set<string>();
             for (const pi of children(new DerReader(value, "certificatePolicies").read(TAG.SEQUENCE).value, "certificatePolicies")) {
               if (pi.tag !== TAG.SEQUENCE) fail("invalid certificate policies");
-              const id = new DerReader(pi.value, "policy").read(TAG.OID).value.toString("hex");
+              const oid = new DerReader(pi.value, "policy").read(TAG.OID).value;
+              oidText(oid);
+              const id = oid.toString("hex");
               if (seenPolicies.has(id)) fail("invalid certificate policies");
               seenPolicies.add(id);
+              policies.push(id);
             }
             break;
           }
-          // cRLDistributionPoints, policyConstraints, policyMappings, inhibitAnyPolicy: only Go's structural
-          // checks (a malformed one makes the whole certificate unparseable); the values play no part in
-          // what a TLS client's Verify decides here.
+          // cRLDistributionPoints: only Go's structural checks (a malformed one makes the certificate
+          // unparseable); revocation is not part of what Verify decides.
           case "2.5.29.31":
             for (const dp of children(new DerReader(value, "cRLDistributionPoints").read(TAG.SEQUENCE).value, "cRLDistributionPoints")) {
               if (dp.tag !== TAG.SEQUENCE) fail("invalid CRL distribution point");
@@ -569,27 +582,22 @@ function parse(der: Buffer, source: string): CertInfo {
             break;
           case "2.5.29.36": {
             const pc = new DerReader(new DerReader(value, "policyConstraints").read(TAG.SEQUENCE).value, "policyConstraints");
-            for (const tag of [ctx(0), ctx(1)]) {
-              const f = pc.readOptional(tag);
-              // An INTEGER that must be minimally encoded and fit in 64 bits (Go's ReadASN1Int64WithTag).
-              if (f && (f.value.length > 8 || integerSign(f.value) === undefined)) fail("invalid policy constraints extension");
-            }
+            const req = pc.readOptional(ctx(0));
+            if (req) requireExplicitPolicy = int64(req.value);
+            const inh = pc.readOptional(ctx(1));
+            if (inh) inhibitPolicyMapping = int64(inh.value);
             break;
           }
           case "2.5.29.33":
             for (const m of children(new DerReader(value, "policyMappings").read(TAG.SEQUENCE).value, "policyMappings")) {
               if (m.tag !== TAG.SEQUENCE) fail("invalid policy mappings extension");
               const r2 = new DerReader(m.value, "policyMapping");
-              r2.read(TAG.OID);
-              r2.read(TAG.OID);
+              policyMappings.push({ issuer: r2.read(TAG.OID).value.toString("hex"), subject: r2.read(TAG.OID).value.toString("hex") });
             }
             break;
-          case "2.5.29.54": {
-            const n = new DerReader(value, "inhibitAnyPolicy").read(TAG.INTEGER).value;
-            integerSign(n);
-            if (n.length > 8) fail("invalid inhibit any policy extension");
+          case "2.5.29.54":
+            inhibitAnyPolicy = int64(new DerReader(value, "inhibitAnyPolicy").read(TAG.INTEGER).value);
             break;
-          }
           case "1.3.6.1.5.5.7.1.1":
             if (critical) fail("authority info access incorrectly marked critical");
             for (const ad of children(new DerReader(value, "authorityInfoAccess").read(TAG.SEQUENCE).value, "authorityInfoAccess")) {
@@ -662,6 +670,11 @@ function parse(der: Buffer, source: string): CertInfo {
     subjectKeyId,
     authorityKeyId,
     caIssuersUrls,
+    policies,
+    policyMappings,
+    requireExplicitPolicy,
+    inhibitPolicyMapping,
+    inhibitAnyPolicy,
     unhandledCritical,
     signatureOid: sig.oid,
     signatureName: sig.alg?.name ?? sig.oid,

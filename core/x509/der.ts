@@ -114,6 +114,15 @@ export function smallInteger(value: Buffer): number {
   return value.reduce((n, b) => n * 256 + b, 0);
 }
 
+/** A signed INTEGER of at most 8 bytes (Go reads these into an int64), as a number. */
+export function int64(value: Buffer): number {
+  integerSign(value);
+  if (value.length > 8) throw new DerError("integer does not fit in 64 bits");
+  let n = BigInt(value[0] & 0x80 ? -1 : 0);
+  for (const b of value) n = (n << 8n) | BigInt(b);
+  return Number(BigInt.asIntN(64, n));
+}
+
 /** BIT STRING content → the bits as bytes, with the count of unused trailing bits checked. */
 export function bitString(value: Buffer): { bytes: Buffer; bitLength: number } {
   if (value.length === 0) throw new DerError("malformed bit string");

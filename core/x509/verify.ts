@@ -1,6 +1,7 @@
 import { KeyObject, constants, verify as cryptoVerify } from "node:crypto";
 import { CertInfo, EKU_ANY, EKU_SERVER_AUTH, describePublicKey } from "./cert";
 import { chainNameConstraintViolation, verifyHostname } from "./names";
+import { policiesValid } from "./policies";
 import { Problem, ProblemCode } from "./problems";
 
 /*
@@ -310,7 +311,13 @@ function verify(input: VerifyInput): Verdict {
   if (candidates.length > 0) {
     let constraintHint: Problem | undefined;
     let ekuHint: Problem | undefined;
+    let policyHint: Problem | undefined;
     for (const chain of candidates) {
+      if (!policiesValid(chain)) {
+        policyHint ??= problem("POLICY_INVALID", leaf, "the certificate policies of the chain do not satisfy its policy constraints (requireExplicitPolicy, inhibitPolicyMapping or inhibitAnyPolicy): x509: no valid chains built.",
+          "Issue the certificates with the policies the CA requires, or reissue the CA without policyConstraints.");
+        continue;
+      }
       const eku = ekuProblem(chain);
       if (eku) {
         ekuHint ??= eku;
@@ -324,8 +331,9 @@ function verify(input: VerifyInput): Verdict {
       path ??= chain;
     }
     if (!path) {
-      // Go prefers the name-constraint reason when some candidate chain got that far.
-      problems.push((constraintHint ?? ekuHint)!);
+      // Go's preference: a name-constraint reason; else key usage, unless policies also failed somewhere.
+      problems.push(constraintHint ?? (ekuHint && !policyHint ? ekuHint : policyHint)!);
+      if (!constraintHint && ekuHint && policyHint) problems.push(ekuHint);
     }
   }
 

@@ -44,7 +44,7 @@ const CLASS_OF: Partial<Record<ProblemCode, ReasonClass>> = {
   BAD_SIGNATURE: "unknown-authority", INSECURE_SIGNATURE_ALGORITHM: "unknown-authority", ISSUER_KEY_USAGE: "unknown-authority",
   ISSUER_NOT_CA: "not-ca", PATH_LEN_EXCEEDED: "path-len", NAME_CONSTRAINT_VIOLATION: "name-constraints",
   EKU_NOT_SERVER_AUTH: "eku", UNHANDLED_CRITICAL_EXTENSION: "critical-extension", EXPIRED: "validity", NOT_YET_VALID: "validity",
-  HOSTNAME_MISMATCH: "hostname", CN_ONLY_NO_SAN: "hostname", CHAIN_BUILD_BUDGET_EXCEEDED: "budget",
+  HOSTNAME_MISMATCH: "hostname", CN_ONLY_NO_SAN: "hostname", POLICY_INVALID: "policy", CHAIN_BUILD_BUDGET_EXCEEDED: "budget",
 };
 
 /** The class of the first problem a runtime refuses on; undefined when there is none (trusted). */

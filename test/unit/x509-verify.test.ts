@@ -71,6 +71,19 @@ const cases: Case[] = [
     chain: () => [pki.leaf(inter), ...lookAlikes()],
     host: "registry.test", trusted: false, codes: ["CHAIN_BUILD_BUDGET_EXCEEDED"],
   },
+  {
+    name: "CA requires an explicit policy the leaf does not carry", bundle: () => [root],
+    chain: () => { const i = pki.issue({ cn: "Policy CA", issuer: root, ca: true, extra: ["policyConstraints=requireExplicitPolicy:0"] }); return [pki.leaf(i), i]; },
+    host: "registry.test", trusted: false, codes: ["POLICY_INVALID"],
+  },
+  {
+    name: "CA requires an explicit policy and the chain carries one", bundle: () => [root],
+    chain: () => {
+      const i = pki.issue({ cn: "Policy CA", issuer: root, ca: true, extra: ["policyConstraints=requireExplicitPolicy:0", "certificatePolicies=2.5.29.32.0"] });
+      return [pki.leaf(i, undefined, { extra: ["certificatePolicies=1.3.6.1.4.1.99999.7"] }), i];
+    },
+    host: "registry.test", trusted: true, codes: [],
+  },
   { name: "v1 root (no extensions) may sign", bundle: () => [v1root], chain: () => [pki.leaf(v1root)], host: "registry.test", trusted: true, codes: [] },
   {
     name: "issuer keyUsage without keyCertSign", bundle: () => [root],
