@@ -497,7 +497,8 @@ function parse(der: Buffer, source: string): CertInfo {
             const ca = bc.readOptional(TAG.BOOLEAN);
             isCA = ca ? readBoolean(ca) : false;
             const pl = bc.readOptional(TAG.INTEGER);
-            maxPathLen = pl ? smallInteger(pl.value) : -1;
+            maxPathLen = pl ? int64(pl.value) : -1;
+            if (pl && maxPathLen < 0) fail("invalid basic constraints");
             basicConstraintsValid = true;
             break;
           }

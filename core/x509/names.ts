@@ -68,10 +68,6 @@ function ipEqual(a: Buffer, b: Buffer): boolean {
   return a.equals(b);
 }
 
-export function isIpLiteral(host: string): boolean {
-  return parseIp(stripBrackets(host)) !== undefined;
-}
-
 /** Go's isIA5String: every byte ASCII. */
 export function isIA5(b: Buffer): boolean {
   return b.every((x) => x < 0x80);
