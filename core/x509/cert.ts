@@ -1,5 +1,5 @@
 import { KeyObject, X509Certificate, createHash, createPublicKey } from "node:crypto";
-import { DerError, DerReader, Element, TAG, bitString, children, ctx, int64, integerSign, oidText, smallInteger } from "./der";
+import { DerError, DerReader, Element, TAG, bitString, children, ctx, int64, integerSign, oidText, rightAlign, smallInteger } from "./der";
 import { domainNameValid, ipText, isIA5, parseIp, parseMailbox } from "./names";
 
 /*
@@ -264,10 +264,12 @@ function parseTime(e: Element): Date {
   return new Date(t.getTime() - zone(z) * 60_000);
 }
 
-function describeKey(spki: Buffer): { info: PublicKeyInfo; goKnows: boolean } {
+function describeKey(spki: Buffer): { info: PublicKeyInfo; goKnows: boolean; shifted: Buffer | undefined } {
   const r = new DerReader(new DerReader(spki).read(TAG.SEQUENCE).value, "spki");
   const ai = algorithmIdentifier(r.read(TAG.SEQUENCE).value);
-  const key = bitString(r.read(TAG.BIT_STRING).value).bytes;
+  // Go reads the key from the right-aligned bits: a non-zero unused-bits count shifts it.
+  const bits = bitString(r.read(TAG.BIT_STRING).value);
+  const key = rightAlign(bits);
   switch (ai.oid) {
     case "1.2.840.113549.1.1.1": {
       if (!ai.params?.equals(NULL_DER)) fail("RSA key missing NULL parameters");
@@ -277,7 +279,7 @@ function describeKey(spki: Buffer): { info: PublicKeyInfo; goKnows: boolean } {
       if (integerSign(n) <= 0) fail("RSA modulus is not a positive number");
       if (integerSign(e) <= 0) fail("RSA public exponent is not a positive number");
       const bytes = n[0] === 0 ? n.subarray(1) : n;
-      return { info: { type: "rsa", bits: bytes.length ? (bytes.length - 1) * 8 + bytes[0].toString(2).length : 0 }, goKnows: true };
+      return { info: { type: "rsa", bits: bytes.length ? (bytes.length - 1) * 8 + bytes[0].toString(2).length : 0 }, goKnows: true, shifted: undefined };
     }
     case "1.2.840.10045.2.1": {
       let curveOid: string | undefined;
@@ -290,25 +292,25 @@ function describeKey(spki: Buffer): { info: PublicKeyInfo; goKnows: boolean } {
       const curve = CURVES[curveOid];
       if (!curve) fail("unsupported elliptic curve");
       if (key[0] !== 0x04) fail("invalid elliptic curve public key");
-      return { info: { type: "ec", curve }, goKnows: true };
+      return { info: { type: "ec", curve }, goKnows: true, shifted: undefined };
     }
     case "1.3.101.112":
       if (ai.params) fail("Ed25519 key encoded with illegal parameters");
       if (key.length !== 32) fail("wrong Ed25519 public key size");
-      return { info: { type: "ed25519" }, goKnows: true };
+      return { info: { type: "ed25519" }, goKnows: true, shifted: key.equals(bits.bytes) ? undefined : key };
     case "1.3.101.110":
       if (ai.params) fail("X25519 key encoded with illegal parameters");
-      return { info: { type: "x25519" }, goKnows: true };
+      return { info: { type: "x25519" }, goKnows: true, shifted: undefined };
     case "1.2.840.10040.4.1": {
       if (integerSign(new DerReader(key).read(TAG.INTEGER).value) <= 0) fail("zero or negative DSA parameter");
       const p = new DerReader(new DerReader(ai.params ?? Buffer.alloc(0), "DSA parameters").read(TAG.SEQUENCE).value, "DSA parameters");
       const pqg = [p.read(TAG.INTEGER), p.read(TAG.INTEGER), p.read(TAG.INTEGER)];
       if (pqg.some((x) => integerSign(x.value) <= 0)) fail("zero or negative DSA parameter");
       const pBytes = pqg[0].value[0] === 0 ? pqg[0].value.subarray(1) : pqg[0].value;
-      return { info: { type: "dsa", bits: pBytes.length * 8 }, goKnows: true };
+      return { info: { type: "dsa", bits: pBytes.length * 8 }, goKnows: true, shifted: undefined };
     }
   }
-  return { info: { type: "unknown" }, goKnows: false };
+  return { info: { type: "unknown" }, goKnows: false, shifted: undefined };
 }
 
 /** Go's isValidIPMask: ones, then zeros. */
@@ -437,7 +439,7 @@ function parse(der: Buffer, source: string): CertInfo {
   const subjectName = parseName(subjectEl.full);
   const commonName = subjectName.commonName;
   const spkiEl = tbs.read(TAG.SEQUENCE);
-  const { info: key, goKnows } = describeKey(spkiEl.full);
+  const { info: key, goKnows, shifted } = describeKey(spkiEl.full);
 
   let basicConstraintsValid = false;
   let isCA = false;
@@ -616,8 +618,7 @@ function parse(der: Buffer, source: string): CertInfo {
       }
     }
   }
-  const sigBits = cert.read(TAG.BIT_STRING);
-  const signature = bitString(sigBits.value).bytes;
+  const signature = rightAlign(bitString(cert.read(TAG.BIT_STRING).value));
 
   // node:crypto (OpenSSL) for the key object, the fingerprint and the display names. A key Go can parse
   // but OpenSSL cannot (an EC point off its curve) Go refuses too; a certificate OpenSSL refuses but Go
@@ -625,7 +626,9 @@ function parse(der: Buffer, source: string): CertInfo {
   let publicKey: KeyObject | undefined;
   if (goKnows) {
     try {
-      publicKey = createPublicKey({ key: spkiEl.full, format: "der", type: "spki" });
+      publicKey = shifted
+        ? createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: shifted.toString("base64url") }, format: "jwk" })
+        : createPublicKey({ key: spkiEl.full, format: "der", type: "spki" });
     } catch (e) {
       if (key.type !== "dsa" && key.type !== "x25519") fail(`invalid ${describePublicKey(key)} public key (${(e as Error).message})`);
     }

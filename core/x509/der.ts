@@ -132,3 +132,13 @@ export function bitString(value: Buffer): { bytes: Buffer; bitLength: number } {
   if (unused && bytes[bytes.length - 1] & ((1 << unused) - 1)) throw new DerError("malformed bit string");
   return { bytes, bitLength: bytes.length * 8 - unused };
 }
+
+/** Go's BitString.RightAlign: the bits shifted so that the unused ones fall off the front. */
+export function rightAlign(b: { bytes: Buffer; bitLength: number }): Buffer {
+  const shift = 8 - (b.bitLength % 8);
+  if (shift === 8 || b.bytes.length === 0) return b.bytes;
+  const out = Buffer.alloc(b.bytes.length);
+  out[0] = b.bytes[0] >> shift;
+  for (let i = 1; i < b.bytes.length; i++) out[i] = ((b.bytes[i - 1] << (8 - shift)) & 0xff) | (b.bytes[i] >> shift);
+  return out;
+}

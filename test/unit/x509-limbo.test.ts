@@ -70,7 +70,7 @@ describe("x509-limbo: verifyServing agrees with Go's crypto/x509", () => {
 
 /*
  * The same comparison on broken inputs: one byte of one certificate (leaf, intermediate or root) of a
- * case replaced, 1200 times with a fixed seed. This reaches parser paths the suite does not (truncated
+ * case replaced, bit-flipped, deleted or inserted, 1200 times with a fixed seed. This reaches parser paths the suite does not (truncated
  * lengths, bad points, broken extensions) and checks that nothing throws.
  */
 describe("x509-limbo with one byte changed: still Go's verdict and reason", () => {
@@ -87,8 +87,13 @@ describe("x509-limbo with one byte changed: still Go's verdict and reason", () =
       const c = base[rnd(base.length)];
       const certs = [c.peer, ...c.intermediates, ...c.trusted];
       const which = rnd(certs.length);
-      const bytes = der(certs[which]);
-      bytes[rnd(bytes.length)] = rnd(256);
+      let bytes = der(certs[which]);
+      const at = rnd(bytes.length);
+      const op = rnd(4);
+      if (op === 0) bytes[at] = rnd(256);
+      else if (op === 1) bytes[at] ^= 1 << rnd(8);
+      else if (op === 2) bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + 1)]);
+      else bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from([rnd(256)]), bytes.subarray(at)]);
       certs[which] = toPem(bytes);
       const n = c.intermediates.length;
       mutated.push({ ...c, id: `${c.id}#${i}`, peer: certs[0], intermediates: certs.slice(1, 1 + n), trusted: certs.slice(1 + n) });
