@@ -13,6 +13,7 @@ import { parse as parseToml } from "smol-toml";
 import { DoctorReport } from "../../core/doctor/analyze";
 import { startLab, type Lab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
+import { containerd2Config } from "../../lab/runtime";
 import { cli } from "../support/cli";
 
 // Doctor runs are a CLI start, an ssh session, the probe and a crictl pull each.
@@ -169,5 +170,24 @@ describe("a containerd 2.x node", () => {
     });
     expect(after.report.pull).toMatchObject({ ok: true });
     expect(after.code).toBe(0);
+  });
+});
+
+describe("the lab's edit of containerd 2.x's default config", () => {
+  const fixture = fs.readFileSync(path.join(FIXTURES, "2.4.2-default.toml"), "utf8");
+
+  test("refuses a default whose lines it does not recognise, rather than guess", () => {
+    expect(() => containerd2Config("/n", fixture.replace("root = '/var/lib/containerd'\n", ""))).toThrow("expected one line root = '/var/lib/containerd', found 0");
+    expect(() => containerd2Config("/n", fixture.replace("    path = '/opt/containerd'\n", "    path = '/opt/other'\n"))).toThrow("expected one line path = '/opt/containerd', found 0");
+  });
+
+  test("changes nothing but the two lines, byte for byte", () => {
+    const out = containerd2Config("/n", fixture);
+    const changed = out.split("\n").map((l, i) => [fixture.split("\n")[i], l]).filter(([a, b]) => a !== b);
+    expect(changed).toEqual([
+      ["root = '/var/lib/containerd'", "root = '/n/containerd/root'"],
+      ["    path = '/opt/containerd'", "    path = '/n/containerd/opt'"],
+    ]);
+    expect(out.length - fixture.length).toBe("/n/containerd/root".length - "/var/lib/containerd".length + "/n/containerd/opt".length - "/opt/containerd".length);
   });
 });
