@@ -12,7 +12,7 @@ import { fetchServedChain } from "../core/served-chain";
 export const DOCTOR_USAGE = "registry-trust doctor --node ssh://USER@HOST[:PORT] [--identity FILE] [--known-hosts FILE] --registry HOST[:PORT] [--image REF] [--json]";
 
 /** A node that cannot be reached or did not answer with a dump: exit 2, like a usage error, without the usage. */
-class ConnectionError extends Error {}
+export class ConnectionError extends Error {}
 
 const SSH_TIMEOUT_MS = 300_000;
 
@@ -51,7 +51,7 @@ export function sshArgs(node: SshNode, identity?: string, knownHosts?: string): 
   ];
 }
 
-function runProbe(target: DoctorTarget, identity?: string, knownHosts?: string): Promise<NodeDump> {
+export function runProbe(target: DoctorTarget, identity?: string, knownHosts?: string): Promise<NodeDump> {
   return new Promise((resolve, reject) => {
     const child = spawn("ssh", sshArgs(target.node, identity, knownHosts), { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -83,7 +83,7 @@ function runProbe(target: DoctorTarget, identity?: string, knownHosts?: string):
 }
 
 /** The chain as the node sees it; from here only when the node has no openssl. */
-async function servedChain(target: DoctorTarget, dump: NodeDump): Promise<{ served?: ServedChain; error?: string }> {
+export async function servedChain(target: DoctorTarget, dump: NodeDump): Promise<{ served?: ServedChain; error?: string }> {
   if (dump.chain) {
     const certs = chainFromSClient(dump.chain.output);
     if (certs.length) return { served: { certs, from: "node" } };

@@ -3,9 +3,11 @@ import { join } from "node:path";
 import { UsageError, wantsHelp } from "./args";
 import { CHECK_USAGE, check } from "./check";
 import { DOCTOR_USAGE, doctor } from "./doctor";
+import { DRIFT_USAGE, drift } from "./drift";
 import { INSPECT_USAGE, inspect } from "./inspect";
 import { Io, processIo } from "./io";
 import { RENDER_USAGE, render } from "./render";
+import { ROLLOUT_USAGE, rollout } from "./rollout";
 
 const USAGE = `registry-trust: make private container registries trusted by Kubernetes nodes.
 
@@ -18,6 +20,10 @@ Usage:
       Print the POSIX sh script that installs (or removes) the bundle on a node, run as root.
   ${DOCTOR_USAGE}
       Read-only, over ssh: why does this node fail to pull from the registry (x509), and the fix.
+  ${ROLLOUT_USAGE}
+      Promote a change through the stacks of a rollout file: preview, up, gates; --resume after a stop.
+  ${DRIFT_USAGE}
+      Read-only, over ssh: has any node's trust been edited since the stack installed it?
 
   registry-trust COMMAND --help   Usage of one command.
   registry-trust --version        Print the version.
@@ -31,6 +37,8 @@ const COMMANDS: Record<string, { usage: string; run: (argv: readonly string[], i
   inspect: { usage: INSPECT_USAGE, run: inspect },
   render: { usage: RENDER_USAGE, run: render },
   doctor: { usage: DOCTOR_USAGE, run: doctor },
+  rollout: { usage: ROLLOUT_USAGE, run: rollout },
+  drift: { usage: DRIFT_USAGE, run: drift },
 };
 
 /** The package's own version, read at run time so that it can never disagree with package.json. */
