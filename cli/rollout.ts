@@ -215,7 +215,12 @@ export async function rollout(argv: readonly string[], io: Io): Promise<number> 
   try {
     for (let i = startIndex; i < stacks.length; i++) {
       const spec = stacks[i];
-      const stack = await selectStack(spec.name, plan.project);
+      let stack: Stack;
+      try {
+        stack = await selectStack(spec.name, plan.project);
+      } catch (e) {
+        throw fail(spec.name, "preview", [{ object: `stack ${spec.name}`, message: `cannot select the stack in ${plan.project}: ${engineError(e)}`, fix: `check the stack name in ${file}, the backend (PULUMI_BACKEND_URL) and \`pulumi stack ls\`; then run again with --resume` }]);
+      }
       const phase = (ph: Phase) => save({ current: { stack: spec.name, phase: ph } });
       save({ current: { stack: spec.name } });
       if (i === startIndex && gatesOnly) emit(spec.name, "up", "skip", "resuming at the gates: this stack's up finished in the run that stopped");
@@ -308,7 +313,13 @@ async function gatesPhase(stack: Stack, spec: RolloutStack, plan: RolloutPlan, e
       return;
     }
     emit(spec.name, phase, "start", what);
-    const problems = await run();
+    let problems: GateProblem[];
+    try {
+      problems = await run();
+    } catch (e) {
+      // A gate that cannot run (kubeconfig unreadable, ssh missing) is a failed gate, not a crash.
+      problems = [{ object: `stack ${spec.name}`, message: `the ${phase} gate could not run: ${(e as Error).message}`, fix: "fix the cause named, then run again with --resume" }];
+    }
     if (problems.length) {
       emit(spec.name, phase, "fail", `${problems.length} problem(s): ${problems.map((x) => x.object).join(", ")}`);
       throw fail(spec.name, phase, problems);
@@ -344,8 +355,15 @@ async function gatesPhase(stack: Stack, spec: RolloutStack, plan: RolloutPlan, e
     }
   }, `doctor healthy on ${sampled.map((n) => n.name).join(", ") || "no node"} (${[...groups.keys()].join(", ") || "-"}; ${doctor?.sample ?? 0} per group)`);
 
-  const watches = spec.gates.clusters ? clusterWatches(ctx.config, plan.project) : [];
-  await gate("clusters", !spec.gates.clusters ? off : watches.length === 0 ? "the stack has no KubeadmControlPlane or MachineDeployment" : undefined, () => clusterGate(
+  let watches: RolloutWatch[] = [];
+  let watchError: Error | undefined;
+  try {
+    watches = spec.gates.clusters ? clusterWatches(ctx.config, plan.project) : [];
+  } catch (e) {
+    watchError = e as Error;
+  }
+  const noObjects = watches.length === 0 && !watchError ? "the stack has no KubeadmControlPlane or MachineDeployment" : undefined;
+  await gate("clusters", !spec.gates.clusters ? off : noObjects, async () => watchError ? Promise.reject(watchError) : clusterGate(
     watches, spec.gates.clusterTimeoutSeconds * 1000, 5_000,
     { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
     (object, summary) => emit(spec.name, "clusters", "info", `${object}: ${summary}`),
