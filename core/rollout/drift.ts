@@ -2,6 +2,8 @@ import { createHash } from "node:crypto";
 import { RegistryEndpoint } from "../config/model";
 import { DoctorReport } from "../doctor/analyze";
 import { NodeDump } from "../doctor/dump";
+import { CertInfo } from "../x509/cert";
+import { parsePemCertificates } from "../x509/pem";
 import { containerdCaPath, containerdHostsFiles, CONTAINERD_CERTS_DIR } from "../node/containerd-hosts";
 
 /*
@@ -25,6 +27,18 @@ export interface DriftChange {
 }
 
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex").slice(0, 16);
+
+/** How the CAs in a ca.crt differ from the bundle's; undefined when they are the same certificates. */
+function caDrift(bundlePem: string, actual: string): string | undefined {
+  const want = parsePemCertificates(bundlePem, "bundle").certs;
+  const have = parsePemCertificates(actual, "node").certs;
+  const fps = (cs: readonly CertInfo[]) => new Set(cs.map((c) => c.fingerprint256));
+  const missing = want.filter((c) => !fps(have).has(c.fingerprint256)).map((c) => `"${c.subject}"`);
+  const extra = have.filter((c) => !fps(want).has(c.fingerprint256)).map((c) => `"${c.subject}"`);
+  if (!missing.length && !extra.length) return undefined;
+  const what = [missing.length ? `missing ${missing.join(", ")}` : "", extra.length ? `added ${extra.join(", ")}` : ""].filter(Boolean).join("; ");
+  return `differs from the stack's bundle: ${what} (sha256 ${sha(actual)}…)`;
+}
 
 function lineDiff(expected: string, actual: string): string {
   const e = expected.split("\n").map((l) => l.trimEnd());
@@ -57,16 +71,13 @@ export function fileDrift(expected: ExpectedFiles, dump: NodeDump): DriftChange[
     }
     const actual = f.content?.toString("utf8");
     if (actual === undefined || actual === content) continue;
-    const isCa = path.endsWith("/ca.crt");
-    out.push({
-      node: expected.node,
-      what: path,
-      kind: "changed",
-      detail: isCa
-        ? `${path} differs from the stack's bundle (sha256 ${sha(actual)}…, the stack's ${sha(content)}…)`
-        : `${path} was edited: ${lineDiff(content, actual) || "whitespace only"}`,
-      fix,
-    });
+    if (path.endsWith("/ca.crt")) {
+      // NodeTrust writes the bundle re-encoded under a marker line: compared by certificate, not by byte.
+      const change = caDrift(content, actual);
+      if (change) out.push({ node: expected.node, what: path, kind: "changed", detail: `${path} ${change}`, fix });
+      continue;
+    }
+    out.push({ node: expected.node, what: path, kind: "changed", detail: `${path} was edited: ${lineDiff(content, actual) || "whitespace only"}`, fix });
   }
   return out;
 }

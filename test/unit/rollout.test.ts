@@ -195,6 +195,22 @@ describe("drift", () => {
     expect(c).toMatchObject({ node: "dev/node-1", what: hostsPath, kind: "changed" });
     expect(c.detail).toContain("+ skip_verify = true");
   });
+  test("ca.crt is compared by certificate: the bundle under NodeTrust's marker line is no drift, a CA taken out is named", () => {
+    const pki = new TestPki();
+    try {
+      const a = pki.root("Drift Root A");
+      const b = pki.root("Drift Root B");
+      const both = `${a.certPem}${b.certPem}`;
+      const exp = { ...expected, bundlePem: both };
+      const files = (ca: string) => dump({ [hostsPath]: hosts.content, [containerdCaPath(reg)]: ca });
+      expect(fileDrift(exp, files(`# Managed by registry-trust (owner default): CA bundle for ${hosts.dir}.\n${both}`))).toEqual([]);
+      const [c] = fileDrift(exp, files(a.certPem));
+      expect(c).toMatchObject({ what: containerdCaPath(reg), kind: "changed" });
+      expect(c.detail).toContain('missing "CN=Drift Root B"');
+    } finally {
+      pki.cleanup();
+    }
+  });
   test("a removed ca.crt is reported as removed", () => {
     const [c] = fileDrift(expected, dump({ [hostsPath]: hosts.content }));
     expect(c).toMatchObject({ what: containerdCaPath(reg), kind: "removed" });
