@@ -41,8 +41,8 @@ function caDrift(bundlePem: string, actual: string): string | undefined {
 }
 
 function lineDiff(expected: string, actual: string): string {
-  const e = expected.split("\n").map((l) => l.trimEnd());
-  const a = actual.split("\n").map((l) => l.trimEnd());
+  const e = expected.split("\n").map((l) => l.trim());
+  const a = actual.split("\n").map((l) => l.trim());
   const added = a.filter((l) => l && !e.includes(l)).map((l) => `+ ${l}`);
   const removed = e.filter((l) => l && !a.includes(l)).map((l) => `- ${l}`);
   return [...removed, ...added].join("; ");
