@@ -2,9 +2,9 @@
  * `tsx lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME]` starts a lab, writes
  * DIR/lab.json and returns; `tsx lab/cli.ts stop [--dir DIR]` tears it down. DIR defaults to
  * $TMPDIR/registry-trust-lab.
- * --cluster also starts the Cluster API management cluster (lab/cluster.ts: kube-apiserver with the CAPI
- * CRDs, a KubeadmControlPlane, a MachineDeployment and simulated controllers), kept running by a detached
- * process until `stop`; DIR/cluster/cluster.json describes it.
+ * --cluster also starts the Cluster API management cluster (lab/cluster.ts: kube-apiserver and the real
+ * Cluster API v1.14 managers, a Cluster with a KubeadmControlPlane of 3 and a MachineDeployment of 2
+ * in-memory machines), kept running by a detached process until `stop`; DIR/cluster/cluster.json describes it.
  * --stack NAME creates that Pulumi stack (in the backend of the environment, e.g. after
  * `. scripts/pulumi-env.sh`), writes DIR/Pulumi.NAME.yaml (stacks/Pulumi.NAME.yaml with this lab's run-time
  * values filled in) and DIR/bin/pulumi, which runs pulumi with that copy in the committed file's place and
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
       for (const n of lab.nodes) process.stdout.write(`${n.name} ssh -i ${n.privateKeyPath} -p ${n.port} root@${n.host}\n`);
       if (description) {
         process.stdout.write(`cluster ${description.server} KUBECONFIG=${description.kubeconfig} ` +
-          `KubeadmControlPlane ${description.namespace}/${description.controlPlane}, MachineDeployment ${description.namespace}/${description.machineDeployment}\n`);
+          `KubeadmControlPlane ${description.namespace}/${description.controlPlane}, MachineDeployment ${description.namespace}/${description.machineDeployment} (${description.controllers})\n`);
       }
       if (labStack) {
         const { pulumi, configFile } = labStack;
