@@ -143,16 +143,7 @@ export async function createManagedCluster(env: ApiServer, names: ManagedCluster
     machineTemplate: { spec: { infrastructureRef: { apiGroup: INFRA_GROUP, kind: "DevMachineTemplate", name: cpTemplate } } },
     kubeadmConfigSpec: { files: OTHERS_FILES, preKubeadmCommands: ["echo platform-first"] },
   });
-  await create(TEMPLATE_GROUP, TEMPLATE_PLURAL, TEMPLATE_KIND, names.bootstrapTemplate, { template: { spec: { files: OTHERS_FILES, preKubeadmCommands: ["echo platform-first"] } } });
-  await create(MD_GROUP, MD_PLURAL, "MachineDeployment", names.machineDeployment, {
-    clusterName: names.cluster,
-    replicas: opts.workerReplicas ?? 2,
-    template: { spec: {
-      clusterName: names.cluster, version: "v1.37.2",
-      bootstrap: { configRef: templateRef(v, names.bootstrapTemplate) },
-      infrastructureRef: { apiGroup: INFRA_GROUP, kind: "DevMachineTemplate", name: workerTemplate },
-    } },
-  });
+  await createWorkerPool(env, names.cluster, names.machineDeployment, names.bootstrapTemplate, opts.workerReplicas ?? 2);
   // The Cluster last: its controllers start reconciling the rest the moment it exists.
   await create(CLUSTER_GROUP, "clusters", "Cluster", names.cluster, {
     clusterNetwork: { pods: { cidrBlocks: ["192.168.0.0/16"] }, services: { cidrBlocks: ["10.128.0.0/12"] }, serviceDomain: "cluster.local" },
@@ -165,6 +156,34 @@ export interface MachineObject {
   metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; creationTimestamp?: string; deletionTimestamp?: string; ownerReferences?: Array<{ kind: string; name: string }> };
   spec: { clusterName: string; bootstrap: { configRef?: { name: string }; dataSecretName?: string }; infrastructureRef: { name: string } };
   status?: { phase?: string; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> };
+}
+
+/**
+ * A MachineDeployment of `replicas` in-memory workers for a cluster made by createManagedCluster, with its
+ * own KubeadmConfigTemplate `bootstrapTemplate` carrying OTHERS_FILES; created in `version`'s shape
+ * (v1beta1 through the real conversion webhook).
+ */
+export async function createWorkerPool(env: ApiServer, cluster: string, name: string, bootstrapTemplate: string, replicas: number, version: CapiVersion = "v1beta2"): Promise<void> {
+  const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+  const labels = { "cluster.x-k8s.io/cluster-name": cluster };
+  await custom.createNamespacedCustomObject({ group: TEMPLATE_GROUP, version, namespace: NAMESPACE, plural: TEMPLATE_PLURAL, body: {
+    apiVersion: `${TEMPLATE_GROUP}/${version}`, kind: TEMPLATE_KIND, metadata: { name: bootstrapTemplate, namespace: NAMESPACE, labels },
+    spec: { template: { spec: { files: OTHERS_FILES, preKubeadmCommands: ["echo platform-first"] } } },
+  } });
+  const infrastructureRef = version === "v1beta2"
+    ? { apiGroup: INFRA_GROUP, kind: "DevMachineTemplate", name: `${cluster}-workers` }
+    : { apiVersion: `${INFRA_GROUP}/v1beta1`, kind: "DevMachineTemplate", name: `${cluster}-workers` };
+  await custom.createNamespacedCustomObject({ group: MD_GROUP, version, namespace: NAMESPACE, plural: MD_PLURAL, body: {
+    apiVersion: `${MD_GROUP}/${version}`, kind: "MachineDeployment", metadata: { name, namespace: NAMESPACE, labels },
+    spec: {
+      clusterName: cluster, replicas,
+      ...(version === "v1beta1" ? { selector: { matchLabels: { pool: name } } } : {}),
+      template: {
+        ...(version === "v1beta1" ? { metadata: { labels: { pool: name } } } : {}),
+        spec: { clusterName: cluster, version: "v1.37.2", bootstrap: { configRef: templateRef(version, bootstrapTemplate) }, infrastructureRef },
+      },
+    },
+  } });
 }
 
 /** The cluster's Machines; `owner` narrows them to the control plane (KCP) or one MachineDeployment. */

@@ -152,12 +152,65 @@ export interface CapiOptions {
   extraArgs?: Partial<Record<ManagerName, string[]>>;
   /** Start-up deadline for all four (default 180 s: four Go managers syncing caches on 2 busy cores). */
   timeoutMs?: number;
+  /** How long to wait for another management cluster on this machine to release CAPD's ports (default 20 min). */
+  lockTimeoutMs?: number;
 }
 
 const live = new Set<Map<ManagerName, Daemon>>();
 process.once("exit", () => {
   for (const m of live) for (const d of m.values()) d.child.kill("SIGKILL");
+  if (lockHeld) fs.rmSync(capdLockPath(), { force: true });
 });
+
+/*
+ * One CAPD per machine: its in-memory backend binds a fixed debug port (:19000, every interface) and
+ * numbers the workload clusters' listeners from :20000 up (inmemory/pkg/server/mux.go), with no flag for
+ * either; a second CAPD exits with "bind: address already in use". So a management cluster takes this
+ * machine-wide lock (a file naming its holder's PID) and waits while a live process holds it.
+ */
+let lockHeld = false;
+const capdLockPath = () => path.join(cacheDir(), "capd-in-memory.lock");
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+async function acquireCapdLock(timeoutMs: number): Promise<void> {
+  const file = capdLockPath();
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
+      lockHeld = true;
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const holder = Number(fs.readFileSync(file, "utf8").trim());
+    if (!Number.isInteger(holder) || holder === process.pid || !pidAlive(holder)) {
+      fs.rmSync(file, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`another management cluster (PID ${holder}) runs CAPD's in-memory backend on this machine (lock ${file}); ` +
+        "its fixed ports allow one at a time: stop it (e.g. `npm run lab:stop`) or wait for it to finish");
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function releaseCapdLock(): void {
+  if (!lockHeld) return;
+  lockHeld = false;
+  fs.rmSync(capdLockPath(), { force: true });
+}
 
 /**
  * Installs the CRDs and webhooks of the four managers on `api` (started with installCapiCrds: false) and
@@ -165,6 +218,16 @@ process.once("exit", () => {
  */
 export async function startCapiManagers(api: ApiServer, opts: CapiOptions = {}): Promise<CapiManagers> {
   const assets = findCapiAssets();
+  await acquireCapdLock(opts.lockTimeoutMs ?? 1_200_000);
+  try {
+    return await runManagers(api, assets, opts);
+  } catch (e) {
+    releaseCapdLock();
+    throw e;
+  }
+}
+
+async function runManagers(api: ApiServer, assets: CapiAssets, opts: CapiOptions): Promise<CapiManagers> {
   const deadline = () => Date.now() + (opts.timeoutMs ?? 180_000);
   const dir = path.join(api.dir, "capi");
   fs.mkdirSync(dir, { recursive: true });
@@ -212,6 +275,7 @@ export async function startCapiManagers(api: ApiServer, opts: CapiOptions = {}):
   const stop = () => (stopped ??= (async () => {
     for (const d of [...daemons.values()].reverse()) await stopDaemon(d);
     live.delete(daemons);
+    releaseCapdLock();
   })());
 
   try {
