@@ -164,8 +164,10 @@ test("v1beta1 through the real conversion webhook: the same write and rollout in
   const r = await writeWorkerTrust(api, target, { endpoints, bundlePem: bundleA }, options("v1/run-1"));
   expect(r).toMatchObject({ version: "v1beta1", written: true });
   const md = await api.getMachineDeployment(target, "v1beta1");
+  // v1beta2 stores only apiGroup + kind + name; Cluster API's conversion back to v1beta1 fills apiVersion with
+  // the version the CRD's contract label names (v1beta2), whatever version the writer used.
   expect((md.spec!.template as { spec: { bootstrap: { configRef: Record<string, string> } } }).spec.bootstrap.configRef)
-    .toMatchObject({ apiVersion: "bootstrap.cluster.x-k8s.io/v1beta1", kind: "KubeadmConfigTemplate", name: r.template });
+    .toMatchObject({ apiVersion: "bootstrap.cluster.x-k8s.io/v1beta2", kind: "KubeadmConfigTemplate", name: r.template });
   expect(md.status).toMatchObject({ observedGeneration: r.generation, updatedReplicas: 1, readyReplicas: 1, replicas: 1 });
   const machines = await machinesOf(name);
   expect(machines).toHaveLength(1);
