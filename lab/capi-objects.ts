@@ -196,6 +196,21 @@ export async function listMachines(env: { kubeConfig: k8s.KubeConfig }, cluster:
   return list.items;
 }
 
+/**
+ * The bootstrap templates a MachineDeployment's Machines were made from (their KubeadmConfigs'
+ * cluster.x-k8s.io/cloned-from-name), distinct and sorted; "(deleting)" while any Machine is being deleted.
+ */
+export async function machineTemplates(env: { kubeConfig: k8s.KubeConfig }, cluster: string, machineDeployment: string): Promise<string[]> {
+  const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+  const machines = await listMachines(env, cluster, { machineDeployment });
+  const names = await Promise.all(machines.map(async (m) => {
+    if (m.metadata.deletionTimestamp || !m.spec.bootstrap.configRef) return "(deleting)";
+    const config = (await custom.getNamespacedCustomObject({ group: TEMPLATE_GROUP, version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmconfigs", name: m.spec.bootstrap.configRef.name })) as KubeObject;
+    return config.metadata.annotations?.["cluster.x-k8s.io/cloned-from-name"] ?? "(none)";
+  }));
+  return [...new Set(names)].sort();
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
