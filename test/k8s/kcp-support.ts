@@ -76,6 +76,8 @@ export function fastOptions<E>(holder: string, events: E[] = []) {
   };
 }
 
+let otherProductUpdates = 0;
+
 /** The platform's file another product rewrites in `anotherProductInBetween`. */
 export const OTHER_PRODUCT_PATH = "/etc/kubernetes/admission.yaml";
 
@@ -94,7 +96,8 @@ export function anotherProductInBetween(api: KcpApi, times = 1): KcpApi & { upda
       if (wrapped.updates.length < times) {
         const [ref, version] = args;
         const kcp = await api.getKcp(ref, version);
-        const content = `apiVersion: v1\nkind: Config\n# rewritten by another product, update ${wrapped.updates.length + 1}\n`;
+        // Distinct every time: an update that changes nothing is not stored and would not move the resourceVersion.
+        const content = `apiVersion: v1\nkind: Config\n# rewritten by another product, update ${++otherProductUpdates}\n`;
         const spec = kcp.spec!.kubeadmConfigSpec!;
         const files = (spec.files as FileEntry[]).map((f) => (f.path === OTHER_PRODUCT_PATH ? { ...f, content } : f));
         await api.replaceKcp(ref, version, { ...kcp, spec: { ...kcp.spec, kubeadmConfigSpec: { ...spec, files } } });
