@@ -102,6 +102,12 @@ export function clusterObjects(description: ClusterDescription) {
     templates: async () => ((await custom.listNamespacedCustomObject({ group: TEMPLATE_GROUP, version, namespace, plural: TEMPLATE_PLURAL })) as { items: Obj[] }).items,
     /** The Machines the real controllers created for the cluster (control plane and workers). */
     machines: () => listMachines({ kubeConfig: kc }, description.cluster),
+    /** A Machine's bootstrap data (the cloud-config the kubeadm bootstrap provider rendered), or undefined before it exists. */
+    bootstrapData: async (secretName: string | undefined) => {
+      if (!secretName) return undefined;
+      const secret = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ namespace, name: secretName });
+      return secret.data?.value ? Buffer.from(secret.data.value, "base64").toString() : undefined;
+    },
   };
 }
 
