@@ -1,4 +1,6 @@
-// Stands in for Cluster API's MachineDeployment controller on a bare apiserver: it reports rollouts in the
+// Stands in for Cluster API's MachineDeployment controller on a bare apiserver, as a fast fixture for
+// test/k8s/rotation-preflight only (it creates no MachineSets or Machines, so WorkerTrust's rollout wait,
+// which checks them, needs the real controllers of lab/capi.ts): it reports rollouts in the
 // status shape of its version and keeps writing the object at a busy controller's pace, so that our
 // resourceVersion preconditions meet real 409s.
 import * as k8s from "@kubernetes/client-node";

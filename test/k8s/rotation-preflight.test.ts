@@ -1,6 +1,10 @@
 // The rotation preflight reading live state for real: a kube-apiserver with the real Cluster API CRDs (KCP
 // written by the real sequencer, its rollout driven by the simulated controller, real Leases, the serving
 // TLS Secret as ServingCertificate writes it) and a real TLS endpoint. Needs `npm run k8s:binaries` first.
+// Why the simulated controllers (lab/sim-*.ts): the preflight reads status only, and these cases need a
+// KCP held mid-rollout for minutes and several finished ones in seconds; the real controllers' status shapes
+// it reads are the ones docs/cluster-api.md records, and the incident-1 replay runs this preflight against
+// the real KCP controller (test/lab/incident-rotation.test.ts).
 import { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
 import { Server, createServer } from "node:tls";
