@@ -138,12 +138,6 @@ export interface CapiManagers {
   ports: Record<ManagerName, ManagerPorts>;
   /** Log file of each manager (klog text). */
   logs: Record<ManagerName, string>;
-  pids: Record<ManagerName, number>;
-  /** Stops one manager (SIGTERM) and starts it again with the same flags; resolves once it is ready. */
-  restart(name: ManagerName): Promise<void>;
-  /** Stops one manager; `start` brings it back. */
-  stopManager(name: ManagerName): Promise<void>;
-  startManager(name: ManagerName): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -254,7 +248,6 @@ async function runManagers(api: ApiServer, assets: CapiAssets, opts: CapiOptions
     ...(opts.extraArgs?.[p.name] ?? []),
   ];
   const logs = Object.fromEntries(PROVIDERS.map((p) => [p.name, path.join(dir, `${p.name}.log`)])) as Record<ManagerName, string>;
-  const provider = (name: ManagerName) => PROVIDERS.find((p) => p.name === name)!;
   const ready = (name: ManagerName) => waitFor(`Cluster API manager ${name} /readyz`, deadline(), [...daemons.values()], async () => {
     try {
       return (await fetch(`http://127.0.0.1:${ports[name].health}/readyz`)).ok;
@@ -262,15 +255,6 @@ async function runManagers(api: ApiServer, assets: CapiAssets, opts: CapiOptions
       return false;
     }
   });
-  const startManager = async (name: ManagerName) => {
-    const p = provider(name);
-    daemons.set(name, startDaemon(`capi/${name}`, path.join(assets.binDir, p.bin), argsOf(p), api.dir, p.env ?? {}));
-    await ready(name);
-  };
-  const stopManager = async (name: ManagerName) => {
-    const d = daemons.get(name);
-    if (d) await stopDaemon(d);
-  };
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= (async () => {
     for (const d of [...daemons.values()].reverse()) await stopDaemon(d);
@@ -297,21 +281,7 @@ async function runManagers(api: ApiServer, assets: CapiAssets, opts: CapiOptions
     (e as Error).message += `\n${detail}`;
     throw e;
   }
-  return {
-    version: assets.version,
-    ports,
-    logs,
-    get pids() {
-      return Object.fromEntries([...daemons].map(([n, d]) => [n, d.child.pid!])) as Record<ManagerName, number>;
-    },
-    restart: async (name) => {
-      await stopManager(name);
-      await startManager(name);
-    },
-    stopManager,
-    startManager,
-    stop,
-  };
+  return { version: assets.version, ports, logs, stop };
 }
 
 export interface ManagementCluster {
