@@ -36,8 +36,9 @@ complete() {
   for m in "${managers[@]}"; do [[ -x "$bin_dir/$m" ]] || return 1; done
 }
 
+# Global, so that the EXIT trap still sees it when a failing command ends the script inside build_managers.
+work=""
 build_managers() {
-  local work
   work="$(mktemp -d "$CACHE/capi/.build-$CAPI_VERSION-XXXXXX")"
   trap 'rm -rf "$work"' EXIT
 
@@ -98,6 +99,8 @@ GO
   done
   printf 'cluster-api=%s\ngo=%s\nbuilt=%s\n' "$CAPI_VERSION" "$(go env GOVERSION)" "$date" >"$work/out/VERSIONS"
   # Moved into place only when complete, so an interrupted build is never mistaken for a cached one.
+  # (The version directory also holds the CRDs scripts/k8s-binaries.sh fetches; only bin/ is replaced.)
+  mkdir -p "$(dirname "$bin_dir")"
   rm -rf "$bin_dir"
   mv "$work/out" "$bin_dir"
   rm -rf "$work"
