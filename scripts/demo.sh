@@ -64,7 +64,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-say "starting the lab: registry, 2 SSH nodes, kube-apiserver + Cluster API objects, stack 'lab' config"
+say "starting the lab: registry, 2 SSH nodes, kube-apiserver + the real Cluster API controllers and a workload cluster, stack 'lab' config"
 node_modules/.bin/tsx lab/cli.ts start --nodes 2 --dir "$lab" --cluster --stack lab
 
 # The lab's pulumi (lab/cluster-stack.ts): the lab's filled copy of stacks/Pulumi.lab.yaml in the committed
