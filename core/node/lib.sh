@@ -3,7 +3,11 @@
 #
 # Flow: the rendered body plans files (rt_plan_*), rt_preflight refuses conflicts before anything is
 # touched, rt_apply writes atomically (temp file + rename) with a journal of backups, then the checks run.
-# Any failure (set -e, rt_die, a signal) rolls the journal back, so the node ends as it was.
+# Any failure (set -e, rt_die, a signal) rolls the journal back, so the node ends as it was; a rollback
+# step that cannot be done is reported as such, never as "nothing was changed".
+#
+# Paths are compared as fixed strings only (grep -F, case with quoted words), never used as a regular
+# expression or a pattern: an IPv6 endpoint's directory, certs.d/[fd00::1]:5000, is a bracket expression.
 
 RT_MARKER="# Managed by registry-trust (owner $RT_OWNER)"
 RT_WORK=$(mktemp -d "${TMPDIR:-/tmp}/registry-trust.XXXXXX")
@@ -11,20 +15,30 @@ RT_SEQ=0
 RT_CHANGED=''
 RT_RESTARTED=''
 RT_VERIFIED=''
+RT_UNVERIFIED=''
 RT_STORE_DIRTY=0
 RT_FINISHED=0
 : > "$RT_WORK/plan"
+: > "$RT_WORK/planned"
 : > "$RT_WORK/journal"
+: > "$RT_WORK/journaled"
+: > "$RT_WORK/rollback-failed"
 
 rt_log() { printf 'registry-trust: %s\n' "$*" >&2; }
 rt_die() { rt_log "ERROR: $*"; exit 1; }
 
 rt_on_exit() {
   status=$?
+  # Every rollback step is checked on its own: one that fails must not end the trap before the others ran.
+  set +e
   if [ "$RT_FINISHED" != 1 ]; then
     [ "$status" -ne 0 ] || status=1
     rt_rollback
-    rt_log "nothing was changed on this node (every step rolled back)"
+    if [ -s "$RT_WORK/rollback-failed" ]; then
+      rt_log "ROLLBACK INCOMPLETE: the node is NOT as it was; these could not be put back: $(tr '\n' ';' < "$RT_WORK/rollback-failed")"
+    else
+      rt_log "nothing was changed on this node (every step rolled back)"
+    fi
   fi
   rm -rf "$RT_WORK"
   exit "$status"
@@ -43,7 +57,8 @@ rt_add() { # rt_add VAR WORD: appends WORD to a space-separated list variable
 }
 
 rt_journal() { # rt_journal PATH: remembers how to put PATH back, once per path
-  if grep -q " $1\$" "$RT_WORK/journal"; then return 0; fi
+  if grep -qxF -e "$1" "$RT_WORK/journaled"; then return 0; fi
+  printf '%s\n' "$1" >> "$RT_WORK/journaled"
   RT_SEQ=$((RT_SEQ + 1))
   if [ -e "$1" ]; then
     cp -p "$1" "$RT_WORK/backup.$RT_SEQ"
@@ -61,12 +76,27 @@ rt_mkdir() { # rt_mkdir DIR: mkdir -p that journals every directory it creates
   echo "$RT_SEQ dir $1" >> "$RT_WORK/journal"
 }
 
+rt_rmdir() { # rt_rmdir DIR: removes DIR if it is empty, journaled with its mode and owner
+  [ -d "$1" ] || return 0
+  meta=$(stat -c '%a %u:%g' "$1") || return 1
+  rmdir "$1" 2>/dev/null || return 0
+  RT_SEQ=$((RT_SEQ + 1))
+  echo "$RT_SEQ rmdir $meta $1" >> "$RT_WORK/journal"
+}
+
+rt_rollback_failed() { printf '%s\n' "$*" >> "$RT_WORK/rollback-failed"; }
+
 rt_rollback() {
+  # Newest first: a pruned directory comes back before the file that was in it, a created file goes
+  # before the directory created for it.
   sort -rn "$RT_WORK/journal" | while read -r seq what path; do
     case "$what" in
-      restore) cp -p "$RT_WORK/backup.$seq" "$path.rt-restore" && mv -f "$path.rt-restore" "$path" ;;
-      absent) rm -f "$path" ;;
-      dir) rmdir "$path" 2>/dev/null || true ;;
+      restore) { cp -p "$RT_WORK/backup.$seq" "$path.rt-restore" && mv -f "$path.rt-restore" "$path"; } || rt_rollback_failed "$path (restore)" ;;
+      absent) rm -f "$path" || rt_rollback_failed "$path (remove)" ;;
+      dir) rmdir "$path" || rt_rollback_failed "$path (remove the directory created)" ;;
+      rmdir)
+        mode=${path%% *}; rest=${path#* }; owner=${rest%% *}; dir=${rest#* }
+        { mkdir "$dir" && chmod "$mode" "$dir" && chown "$owner" "$dir"; } || rt_rollback_failed "$dir (recreate the directory)" ;;
     esac
   done
   # The store's generated files are put back from their copy rather than regenerated: what the node had
@@ -74,11 +104,11 @@ rt_rollback() {
   if [ "$RT_STORE_DIRTY" = 1 ]; then
     for out in $RT_STORE_OUT; do
       if ! { find "$out" -mindepth 1 -maxdepth 1 -exec rm -rf {} + && cp -a "$RT_WORK/store-out$out/." "$out/"; }; then
-        rt_log "WARNING: could not restore $out after rollback"
+        rt_rollback_failed "$out (restore the generated trust store)"
       fi
     done
   fi
-  for svc in $RT_RESTARTED; do rt_restart "$svc" || rt_log "WARNING: could not restart $svc after rollback"; done
+  for svc in $RT_RESTARTED; do rt_restart "$svc" || rt_rollback_failed "restart of $svc on the restored configuration"; done
 }
 
 rt_decode() { # rt_decode B64 FILE
@@ -89,6 +119,7 @@ rt_decode() { # rt_decode B64 FILE
 
 rt_plan_file() { # rt_plan_file PATH MODE B64: PATH should hold exactly this content (first line: marker)
   echo "write $1 $2 $3" >> "$RT_WORK/plan"
+  printf '%s\n' "$1" >> "$RT_WORK/planned"
 }
 
 rt_plan_remove() { # rt_plan_remove PATH: remove PATH if it is ours
@@ -103,7 +134,7 @@ rt_plan_prune() { # rt_plan_prune GLOB...: plan removal of our files matching GL
   for f in "$@"; do
     [ -f "$f" ] || continue
     rt_is_ours "$f" || continue
-    grep -q "^write $f " "$RT_WORK/plan" || rt_plan_remove "$f"
+    grep -qxF -e "$f" "$RT_WORK/planned" || rt_plan_remove "$f"
   done
 }
 
@@ -137,8 +168,9 @@ rt_apply() {
       write | merge)
         rt_decode "$b64" "$RT_WORK/new"
         if [ -f "$path" ] && cmp -s "$RT_WORK/new" "$path"; then continue; fi
-        rt_journal "$path"
+        # Directories first: rolled back newest first, the file goes before the directories made for it.
         rt_mkdir "$(dirname "$path")"
+        rt_journal "$path"
         if [ "$op" = merge ]; then
           # Someone else's file: keep its mode and owner, change only the content.
           cp -p "$path" "$path.rt-new"
@@ -155,7 +187,7 @@ rt_apply() {
         rt_journal "$path"
         rm -f "$path"
         rt_add RT_CHANGED "$path"
-        rmdir "$(dirname "$path")" 2>/dev/null || true
+        rt_rmdir "$(dirname "$path")"
         ;;
     esac
   done < "$RT_WORK/plan"
@@ -190,12 +222,13 @@ rt_detect_os() { # sets RT_OS from /etc/os-release unless the renderer fixed it
 # RT_STORE_BUNDLE (the result), RT_STORE_OUT (what the update tool rewrites) and RT_STORE_UPDATE.
 
 rt_store_update() {
+  # Called on the left of ||, where set -e does not apply: every step checks its own status.
   # shellcheck disable=SC2086 # RT_STORE_UPDATE is a command with its arguments
-  $RT_STORE_UPDATE
+  $RT_STORE_UPDATE || return 1
   # update-ca-certificates leaves the links to an anchor it no longer has: the name link and the hash
   # link to it, both named after our file and both dangling now.
   for out in $RT_STORE_OUT; do
-    find "$out" -maxdepth 1 -type l -lname "*registry-trust-$RT_OWNER-*" ! -exec test -e {} \; -exec rm -f {} +
+    find "$out" -maxdepth 1 -type l -lname "*registry-trust-$RT_OWNER-*" ! -exec test -e {} \; -exec rm -f {} + || return 1
   done
 }
 
@@ -223,15 +256,16 @@ rt_service_active() {
   fi
 }
 
-rt_restart() { # rt_restart SERVICE: restart and wait until it is active again
-  if command -v systemctl >/dev/null 2>&1; then systemctl restart "$1"
-  elif command -v rc-service >/dev/null 2>&1; then rc-service "$1" restart
-  else rt_die "cannot restart $1: neither systemctl nor rc-service is available"
+rt_restart() { # rt_restart SERVICE: restart and wait until it is active again; non-zero (and why) if not
+  # It returns rather than dies: the rollback restarts too, and must go on after one restart fails.
+  if command -v systemctl >/dev/null 2>&1; then systemctl restart "$1" || { rt_log "systemctl restart $1 failed"; return 1; }
+  elif command -v rc-service >/dev/null 2>&1; then rc-service "$1" restart || { rt_log "rc-service $1 restart failed"; return 1; }
+  else rt_log "cannot restart $1: neither systemctl nor rc-service is available"; return 1
   fi
   i=0
   until rt_service_active "$1"; do
     i=$((i + 1))
-    [ "$i" -le 50 ] || rt_die "$1 did not become active again after its restart"
+    [ "$i" -le 50 ] || { rt_log "$1 did not become active again after its restart"; return 1; }
     sleep 0.2
   done
 }
@@ -349,14 +383,19 @@ rt_plan_rancher() { # rt_plan_rancher DISTRO ALLOW_RESTART: restart k3s/RKE2 whe
 RT_RANCHER_RESTART=''
 
 rt_restart_planned() { # restarts what the plan requires, after files are in place
-  if [ "$RT_CONTAINERD_RESTART" = 1 ]; then rt_add RT_RESTARTED containerd; rt_restart containerd; fi
-  for svc in $RT_RANCHER_RESTART; do rt_add RT_RESTARTED "$svc"; rt_restart "$svc"; done
+  if [ "$RT_CONTAINERD_RESTART" = 1 ]; then rt_add RT_RESTARTED containerd; rt_restart containerd || rt_die "containerd did not restart"; fi
+  for svc in $RT_RANCHER_RESTART; do rt_add RT_RESTARTED "$svc"; rt_restart "$svc" || rt_die "$svc did not restart"; done
 }
 
 # ---- verification -----------------------------------------------------------------------------------
 
+rt_unverified() { # rt_unverified CHECK WHY: a check that could not run here (fails the node unless allowed)
+  rt_log "$2: $1 not checked"
+  rt_add RT_UNVERIFIED "$1"
+}
+
 rt_verify_offline() { # rt_verify_offline CAFILE HOST...: openssl verify of the serving chain against CAFILE
-  command -v openssl >/dev/null 2>&1 || { rt_log "openssl not found: offline chain check skipped for $1"; return 0; }
+  command -v openssl >/dev/null 2>&1 || { rt_unverified "openssl-verify:$1" "openssl not found"; return 0; }
   ca=$1; shift
   for host in "$@"; do
     case "$host" in *:* | [0-9]*.[0-9]*.[0-9]*.[0-9]*) hostflag=-verify_ip ;; *) hostflag=-verify_hostname ;; esac
@@ -369,21 +408,33 @@ rt_verify_offline() { # rt_verify_offline CAFILE HOST...: openssl verify of the 
 rt_probe_tls() { # rt_probe_tls ENDPOINT CAFILE: TLS handshake with https://ENDPOINT/v2/ trusting only CAFILE
   url="https://$1/v2/"
   if command -v curl >/dev/null 2>&1; then
-    curl -sS -o /dev/null --max-time 15 --cacert "$2" "$url" 2> "$RT_WORK/probe.log" ||
+    # -g: an IPv6 literal's brackets are part of the URL, not a curl glob.
+    curl -g -sS -o /dev/null --max-time 15 --cacert "$2" "$url" 2> "$RT_WORK/probe.log" ||
       { cat "$RT_WORK/probe.log" >&2; rt_die "TLS probe of $url failed through $2"; }
   elif command -v openssl >/dev/null 2>&1; then
-    host=${1%:*}; port=${1##*:}; [ "$host" != "$1" ] || port=443
-    openssl s_client -connect "$host:$port" -servername "$host" -CAfile "$2" -verify_return_error < /dev/null > "$RT_WORK/probe.log" 2>&1 ||
+    case "$1" in
+      \[*\]:*) host=${1%:*}; port=${1##*:} ;;
+      \[*\]) host=$1; port=443 ;;
+      *:*) host=${1%:*}; port=${1##*:} ;;
+      *) host=$1; port=443 ;;
+    esac
+    # s_client checks the chain only; the name is checked only when asked for (as curl does by itself).
+    case "$host" in
+      \[*\]) name=${host#[}; name=${name%]}; set -- "$1" "$2" -verify_ip "$name" ;;
+      *[!0-9.]*) set -- "$1" "$2" -servername "$host" -verify_hostname "$host" ;;
+      *) set -- "$1" "$2" -verify_ip "$host" ;;
+    esac
+    openssl s_client -connect "$host:$port" "$3" "$4" ${5:+"$5"} ${6:+"$6"} -CAfile "$2" -verify_return_error < /dev/null > "$RT_WORK/probe.log" 2>&1 ||
       { cat "$RT_WORK/probe.log" >&2; rt_die "TLS probe of $host:$port failed through $2"; }
   else
-    rt_log "neither curl nor openssl found: TLS probe of $url skipped"
+    rt_unverified "tls:$1@$2" "neither curl nor openssl found"
     return 0
   fi
   rt_add RT_VERIFIED "tls:$1@$2"
 }
 
 rt_probe_pull() { # rt_probe_pull IMAGE: a pull through CRI, the kubelet's path
-  command -v crictl >/dev/null 2>&1 || { rt_log "crictl not found: CRI pull check skipped"; return 0; }
+  command -v crictl >/dev/null 2>&1 || { rt_unverified "cri-pull:$1" "crictl not found"; return 0; }
   crictl pull "$1" > "$RT_WORK/pull.log" 2>&1 || { cat "$RT_WORK/pull.log" >&2; rt_die "CRI pull of $1 failed"; }
   rt_add RT_VERIFIED "cri-pull:$1"
 }
@@ -397,8 +448,11 @@ rt_json_list() { # words → ["a","b"] (words never contain quotes or backslashe
 }
 
 rt_finish() { # rt_finish ACTION BUNDLE_SHA256
+  if [ -n "$RT_UNVERIFIED" ] && [ "${RT_ALLOW_UNVERIFIED:-}" != 1 ]; then
+    rt_die "these checks could not run on this node:$RT_UNVERIFIED. Install what they need (curl or openssl; crictl for the pull check), or accept unverified nodes explicitly (registry-trust:allowUnverifiedNodes)."
+  fi
   RT_FINISHED=1
   # shellcheck disable=SC2086 # word splitting of the lists is intended
-  printf 'REGISTRY_TRUST_REPORT {"action":"%s","os":"%s","changed":%s,"restarted":%s,"verified":%s,"bundleSha256":"%s"}\n' \
-    "$1" "$RT_OS" "$(rt_json_list $RT_CHANGED)" "$(rt_json_list $RT_RESTARTED)" "$(rt_json_list $RT_VERIFIED)" "$2"
+  printf 'REGISTRY_TRUST_REPORT {"action":"%s","os":"%s","changed":%s,"restarted":%s,"verified":%s,"unverified":%s,"bundleSha256":"%s"}\n' \
+    "$1" "$RT_OS" "$(rt_json_list $RT_CHANGED)" "$(rt_json_list $RT_RESTARTED)" "$(rt_json_list $RT_VERIFIED)" "$(rt_json_list $RT_UNVERIFIED)" "$2"
 }

@@ -217,6 +217,7 @@ export function renderNodeScript(input: NodeScriptInput): string {
     "export PATH",
     `RT_OS=${q(storeFamily(input.os))}`,
     `RT_OWNER=${q(owner)}`,
+    `RT_ALLOW_UNVERIFIED=${input.allowUnverified ? 1 : "''"}`,
     LIB,
     ...body,
     "",
