@@ -40,6 +40,7 @@ rt_on_exit() {
       rt_log "nothing was changed on this node (every step rolled back)"
     fi
   fi
+  [ -z "${RT_CHECK_FILE:-}" ] || rm -f "$RT_CHECK_FILE"
   rm -rf "$RT_WORK"
   exit "$status"
 }
@@ -271,89 +272,286 @@ rt_restart() { # rt_restart SERVICE: restart and wait until it is active again; 
 }
 
 # ---- containerd config_path -------------------------------------------------------------------------
+#
+# containerd's own parser is the judge (docs/node-script.md): `containerd -c FILE config dump` loads FILE
+# the way the daemon does, imports included, and prints the effective configuration in containerd's own
+# canonical TOML. We decide from that dump; the only text read from it is fixed lines of that canonical
+# form (a table header, `config_path = "…"`). When config_path has to be set, candidate edits of the
+# operator's file are made as small as possible (set the value on an existing config_path line, or add
+# the key under an existing registry table, or under its parent as a dotted key, or append the table)
+# and each candidate is proven with the same parser before anything is written: it must load, its
+# effective config_path must be ours, and its dump must differ from the original's in that one line only.
+# The first candidate that passes is planned; none passing refuses the node with the file untouched.
+# Each edited line carries a marker comment, so remove can put the file back byte for byte.
 
 RT_CONTAINERD_RESTART=0
+RT_CRI_V2='plugins."io.containerd.grpc.v1.cri".registry'
+RT_CRI_V3='plugins."io.containerd.cri.v1.images".registry'
 
-rt_toml_registry_state() { # rt_toml_registry_state FILE SECTION: prints version=, config_path=, mirrors=
-  awk -v sect="$2" '
-    function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
-    { t = trim($0) }
-    t ~ /^version[ \t]*=/ { v = t; sub(/^version[ \t]*=[ \t]*/, "", v); sub(/[ \t]*#.*$/, "", v); version = v }
-    t ~ /^\[/ { h = t; gsub(/[][ \t]/, "", h); in_sect = (h == sect); if (index(h, sect ".mirrors") == 1 || index(h, sect ".configs") == 1) legacy = h; next }
-    in_sect && t ~ /^config_path[ \t]*=/ { v = t; sub(/^config_path[ \t]*=[ \t]*/, "", v); sub(/[ \t]*#.*$/, "", v); gsub(/"/, "", v); cp = v; has = 1 }
-    END { print "version=" version; print "has_config_path=" (has + 0); print "config_path=" cp; print "legacy=" legacy }
+rt_containerd_dump() { # rt_containerd_dump FILE OUT: effective config as the daemon loads it (cwd /, as under systemd)
+  (cd / && containerd -c "$1" config dump) > "$2" 2> "$RT_WORK/dump.err"
+}
+
+rt_dump_registry() { # rt_dump_registry DUMP: version=, section=, config_path=, conflict= from a canonical dump
+  awk -v v2="$RT_CRI_V2" -v v3="$RT_CRI_V3" '
+    function hdr(l) { sub(/^[ \t]+/, "", l); sub(/[ \t]+$/, "", l); gsub(/\047/, "\"", l); return l }
+    /^version = / { version = $3 }
+    /^[ \t]*\[/ {
+      h = hdr($0); cur = ""
+      if (h == "[" v2 "]" || h == "[" v3 "]") { cur = substr(h, 2, length(h) - 2); sect = cur }
+      else if (sect != "" && index(h, "[" sect ".mirrors.") == 1) conflict = conflict " " substr(h, 2, length(h) - 2)
+      else if (sect != "" && index(h, "[" sect ".configs.") == 1 && h ~ /\.tls\]$/) conflict = conflict " " substr(h, 2, length(h) - 2)
+      next
+    }
+    cur != "" && /^[ \t]*config_path = / {
+      v = $0; sub(/^[ \t]*config_path = /, "", v)
+      q = substr(v, 1, 1)
+      if ((q == "\"" || q == "\047") && substr(v, length(v), 1) == q && index(v, "\\") == 0) cp = substr(v, 2, length(v) - 2)
+      else cp = "<unreadable: " v ">"
+    }
+    END { print "version=" version; print "section=" sect; print "config_path=" cp; print "conflict=" conflict }
   ' "$1"
 }
 
-rt_toml_add_config_path() { # rt_toml_add_config_path FILE SECTION DIR > NEWFILE
-  awk -v sect="$2" -v dir="$3" '
-    { t = $0; sub(/^[ \t]+/, "", t) }
-    t ~ /^\[/ { h = t; gsub(/[][ \t]/, "", h); print; if (h == sect) { match($0, /^[ \t]*/); print substr($0, 1, RLENGTH) "  config_path = \"" dir "\"  # added by registry-trust"; done = 1 }; next }
-    { print }
-    END { if (!done) { print ""; print "[" sect "]"; print "  config_path = \"" dir "\"  # added by registry-trust" } }
+rt_dump_diff_only_config_path() { # rt_dump_diff_only_config_path OLD NEW SECTION: do they differ in that one line only?
+  awk -v sect="$3" '
+    function hdr(l) { sub(/^[ \t]+/, "", l); sub(/[ \t]+$/, "", l); gsub(/\047/, "\"", l); return l }
+    FNR == NR { if ($0 !~ /^imports = /) old[++n] = $0; next }
+    $0 ~ /^imports = / { next }
+    {
+      m++
+      if (/^[ \t]*\[/) cur = hdr($0)
+      if ($0 == old[m]) next
+      if (cur == "[" sect "]" && $0 ~ /^[ \t]*config_path = / && old[m] ~ /^[ \t]*config_path = /) { changed++; next }
+      bad = 1
+    }
+    END { exit !(bad == 0 && m == n && changed == 1) }
+  ' "$1" "$2"
+}
+
+rt_toml_candidates() { # rt_toml_candidates FILE DIR PREFIX: writes PREFIX.N, each a minimal edit setting config_path; prints N
+  nofinal=0; [ ! -s "$1" ] || [ -z "$(tail -c 1 "$1")" ] || nofinal=1
+  awk -v nofinal="$nofinal" -v dir="$3" -v path="$2" -v v2="$RT_CRI_V2" -v v3="$RT_CRI_V3" -v add="# added by registry-trust (owner $RT_OWNER)" -v was="# registry-trust (owner $RT_OWNER) replaced: " '
+    function hdr(l) { sub(/^[ \t]+/, "", l); sub(/\][ \t]*(#.*)?$/, "]", l); gsub(/[ \t]/, "", l); gsub(/\047/, "\"", l); return l }
+    function emit(kind, at, text,   i, f, out, k) {
+      f = dir "." (++n); k = 0
+      for (i = 1; i <= nl; i++) {
+        if (i == at && kind == "set") { out[++k] = text; continue }
+        out[++k] = line[i]
+        if (i == at && kind == "after") out[++k] = text
+      }
+      if (kind == "append") out[++k] = text
+      # A file without a final newline keeps it that way, except where a table is appended (the marker says so).
+      for (i = 1; i <= k; i++) printf "%s%s", out[i], (i < k || !nofinal || kind == "append" ? "\n" : "") > f
+      close(f)
+    }
+    { line[++nl] = $0 }
+    END {
+      # Candidates in order of preference: the smallest edit first; the proof discards the wrong ones.
+      for (i = 1; i <= nl; i++) {
+        l = line[i]
+        if (l ~ /^[ \t]*[^=#\[]*config_path["\047 \t]*=[ \t]*(""|\047\047)/) {
+          pre = l; sub(/(""|\047\047).*$/, "", pre)
+          rest = substr(l, length(pre) + 3)
+          emit("set", i, pre "\"" path "\"" rest "  " was l)
+        }
+      }
+      for (i = 1; i <= nl; i++) {
+        if (line[i] !~ /^[ \t]*\[[^\[]/) continue
+        h = hdr(line[i]); ind = line[i]; sub(/[^ \t].*$/, "", ind)
+        if (h == "[" v2 "]" || h == "[" v3 "]" || h == "[plugins.cri.registry]") emit("after", i, ind "  config_path = \"" path "\"  " add)
+        else if (h == "[plugins.\"io.containerd.grpc.v1.cri\"]" || h == "[plugins.\"io.containerd.cri.v1.images\"]" || h == "[plugins.cri]") emit("after", i, ind "  registry.config_path = \"" path "\"  " add)
+        else if (h == "[plugins]") {
+          emit("after", i, ind "  \"io.containerd.grpc.v1.cri\".registry.config_path = \"" path "\"  " add)
+          emit("after", i, ind "  \"io.containerd.cri.v1.images\".registry.config_path = \"" path "\"  " add)
+        }
+      }
+      tail = nofinal ? ", the file had no final newline" : ""
+      emit("append", 0, "\n[" v2 "]  " add tail "\n  config_path = \"" path "\"  " add)
+      emit("append", 0, "\n[" v3 "]  " add tail "\n  config_path = \"" path "\"  " add)
+      print n
+    }
   ' "$1"
 }
+
+rt_toml_unedit() { # rt_toml_unedit FILE > ORIGINAL: undoes the edits this owner's marker comments record
+  nofinal=0; [ ! -s "$1" ] || [ -z "$(tail -c 1 "$1")" ] || nofinal=1
+  awk -v nofinal="$nofinal" -v add="# added by registry-trust (owner $RT_OWNER)" -v was="# registry-trust (owner $RT_OWNER) replaced: " '
+    { i = index($0, was) }
+    i > 0 { out[++n] = substr($0, i + length(was)); next }
+    index($0, add) > 0 {
+      if ($0 ~ /^[ \t]*\[/ && n > 0 && out[n] == "") n--
+      if (index($0, ", the file had no final newline") > 0) nofinal = 1
+      next
+    }
+    { out[++n] = $0 }
+    END { for (i = 1; i <= n; i++) printf "%s%s", out[i], (i < n || !nofinal ? "\n" : "") }
+  ' "$1"
+}
+
+rt_path_has() { # rt_path_has LIST DIR: is DIR one of the colon-separated LIST's entries (fixed strings)?
+  case ":$1:" in *":$2:"*) return 0 ;; esac
+  return 1
+}
+
+rt_containerd_prove() { # rt_containerd_prove CANDIDATE ORIGINAL_DUMP SECTION DIR CFG: does containerd read what we want?
+  # With imports, the candidate must sit where the original does (an import may be relative, or a glob
+  # that matches it); its name matches no *.toml glob. It is removed at once, and by the EXIT trap.
+  if [ "$(sed -n 's/^imports = //p' "$2" | tr -cd ',' | wc -c)" -gt 0 ]; then
+    RT_CHECK_FILE="$(dirname "$5")/.registry-trust-check.$$"
+  else
+    RT_CHECK_FILE="$RT_WORK/candidate"
+  fi
+  cp "$1" "$RT_CHECK_FILE"
+  ok=0
+  if rt_containerd_dump "$RT_CHECK_FILE" "$RT_WORK/candidate.dump" &&
+    rt_dump_registry "$RT_WORK/candidate.dump" > "$RT_WORK/candidate.state" &&
+    [ "$(sed -n 's/^config_path=//p' "$RT_WORK/candidate.state")" = "$4" ] &&
+    rt_dump_diff_only_config_path "$2" "$RT_WORK/candidate.dump" "$3"; then ok=1; fi
+  rm -f "$RT_CHECK_FILE"
+  RT_CHECK_FILE=''
+  [ "$ok" = 1 ]
+}
+RT_CHECK_FILE=''
 
 rt_plan_containerd_config() { # rt_plan_containerd_config CERTS_DIR ALLOW_RESTART
   command -v containerd >/dev/null 2>&1 || rt_die "runtime containerd is configured for this node but containerd is not installed"
-  cfg=/etc/containerd/config.toml
-  if [ ! -f "$cfg" ]; then
-    major=$(containerd --version | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^v?[0-9]+\.[0-9]+/) { sub(/^v/, "", $i); split($i, p, "."); print p[1]; exit } }')
-    # containerd 2.x reads /etc/containerd/certs.d by default; 1.x needs config_path set.
-    [ "${major:-1}" -ge 2 ] && return 0
-    printf 'version = 2\n\n' > "$RT_WORK/config.toml.src"
-    section='plugins."io.containerd.grpc.v1.cri".registry'
+  cfg=${RT_CONTAINERD_CONFIG:-/etc/containerd/config.toml}
+  if [ -f "$cfg" ]; then
+    rt_containerd_dump "$cfg" "$RT_WORK/original.dump" ||
+      rt_die "containerd cannot load $cfg: $(cat "$RT_WORK/dump.err"). Fix the file first (check it with: containerd -c $cfg config dump)."
   else
-    cp "$cfg" "$RT_WORK/config.toml.src"
-    version=$(rt_toml_registry_state "$cfg" x | sed -n 's/^version=//p')
-    case "$version" in
-      2) section='plugins."io.containerd.grpc.v1.cri".registry' ;;
-      3) section='plugins."io.containerd.cri.v1.images".registry' ;;
-      *) rt_die "$cfg has config version '${version:-none}'; registry-trust handles version 2 (containerd 1.x) and 3 (2.x). Migrate it with 'containerd config migrate'." ;;
-    esac
-    state=$(rt_toml_registry_state "$cfg" "$section")
-    legacy=$(echo "$state" | sed -n 's/^legacy=//p')
-    [ -z "$legacy" ] || rt_die "$cfg sets [$legacy], which containerd refuses together with config_path. Move those settings to hosts.toml files under $1 first."
-    if [ "$(echo "$state" | sed -n 's/^has_config_path=//p')" = 1 ]; then
-      current=$(echo "$state" | sed -n 's/^config_path=//p')
-      case ":$current:" in
-        *":$1:"*) return 0 ;;
-        *) rt_die "$cfg sets config_path = \"$current\", which does not include $1. Add $1 to it (colon-separated) and restart containerd once." ;;
-      esac
-    fi
+    # No file: the daemon runs on its defaults, which is what `config default` prints.
+    containerd config default > "$RT_WORK/original.dump" 2> "$RT_WORK/dump.err" || rt_die "containerd config default failed: $(cat "$RT_WORK/dump.err")"
   fi
+  rt_dump_registry "$RT_WORK/original.dump" > "$RT_WORK/original.state"
+  state() { sed -n "s/^$1=//p" "$RT_WORK/original.state"; }
+  section=$(state section)
+  current=$(state config_path)
+  [ -n "$section" ] || rt_die "containerd's effective configuration (containerd -c $cfg config dump) has no CRI registry table ($RT_CRI_V2 or $RT_CRI_V3); registry-trust handles config versions 2 (containerd 1.x) and 3 (2.x)."
+  conflict=$(state conflict)
+  [ -z "$conflict" ] || rt_die "$cfg (with its imports) sets${conflict}, which containerd refuses together with config_path (the CRI plugin would not load). Move each mirror to $1/<registry>/hosts.toml ([host.\"https://mirror\"], capabilities = [\"pull\", \"resolve\"]) and each TLS setting to the ca/client/skip_verify keys of that registry's hosts.toml, delete those tables, restart containerd, then run again."
+  rt_path_has "$current" "$1" && return 0
+  [ -z "$current" ] || rt_die "$cfg sets config_path = \"$current\", which does not include $1. Add $1 to it (colon-separated) and restart containerd once."
   [ "$2" = 1 ] || rt_die "$cfg does not set config_path, so containerd ignores $1; enabling it needs one containerd restart, which this stack does not allow (allowRuntimeRestart=false). Set it by hand in a maintenance window or allow the restart."
-  rt_toml_add_config_path "$RT_WORK/config.toml.src" "$section" "$1" > "$RT_WORK/config.toml.new"
-  # config.toml is the operator's file: merged (mode and owner kept), never claimed.
-  if [ -f "$cfg" ]; then op='merge'; else op='write'; fi
-  echo "$op $cfg 0644 $(base64 < "$RT_WORK/config.toml.new" | tr -d '\n')" >> "$RT_WORK/plan"
-  RT_CONTAINERD_RESTART=1
+
+  if [ -f "$cfg" ]; then
+    n=$(rt_toml_candidates "$cfg" "$1" "$RT_WORK/cand")
+  else
+    # A file of ours with just that key: the marker makes `remove` delete it again.
+    case "$section" in
+      "$RT_CRI_V3") printf '%s: enables %s.\nversion = 3\n\n[%s]\n  config_path = "%s"\n' "$RT_MARKER" "$1" "$RT_CRI_V3" "$1" > "$RT_WORK/cand.1" ;;
+      *) printf '%s: enables %s.\nversion = 2\n\n[%s]\n  config_path = "%s"\n' "$RT_MARKER" "$1" "$RT_CRI_V2" "$1" > "$RT_WORK/cand.1" ;;
+    esac
+    n=1
+  fi
+  i=1
+  while [ "$i" -le "$n" ]; do
+    if rt_containerd_prove "$RT_WORK/cand.$i" "$RT_WORK/original.dump" "$section" "$1" "$cfg"; then
+      if [ -f "$cfg" ]; then
+        # config.toml is the operator's file: merged (mode and owner kept), never claimed.
+        echo "merge $cfg - $(base64 < "$RT_WORK/cand.$i" | tr -d '\n')" >> "$RT_WORK/plan"
+      else
+        rt_plan_file "$cfg" 0644 "$(base64 < "$RT_WORK/cand.$i" | tr -d '\n')"
+      fi
+      RT_CONTAINERD_RESTART=1
+      return 0
+    fi
+    i=$((i + 1))
+  done
+  imports=$(sed -n 's/^imports = //p' "$RT_WORK/original.dump")
+  rt_die "cannot set config_path in $cfg safely: no minimal edit made containerd read config_path = \"$1\" with nothing else changed (the effective configuration also loads $imports; an imported file that redefines the CRI plugin overrides $cfg). Set config_path = \"$1\" in the CRI registry table ($section) of the file that defines it, restart containerd once, then run again."
+}
+
+rt_unplan_containerd_config() { # rt_unplan_containerd_config CERTS_DIR: undo our config_path edit when nothing else needs it
+  cfg=${RT_CONTAINERD_CONFIG:-/etc/containerd/config.toml}
+  [ -f "$cfg" ] || return 0
+  if rt_is_ours "$cfg"; then
+    :
+  elif ! grep -qF -e "registry-trust (owner $RT_OWNER)" "$cfg"; then
+    return 0
+  fi
+  # Someone else's hosts.toml or certificates under certs.d still need config_path: leave it on.
+  find "$1" -type f 2>/dev/null | while read -r f; do rt_is_ours "$f" || echo "$f"; done > "$RT_WORK/foreign"
+  if [ -s "$RT_WORK/foreign" ]; then
+    rt_log "keeping config_path in $cfg: other files under $1 need it ($(head -n 3 "$RT_WORK/foreign" | tr '\n' ' '))"
+    return 0
+  fi
+  if rt_is_ours "$cfg"; then
+    rt_plan_remove "$cfg"
+  else
+    rt_toml_unedit "$cfg" > "$RT_WORK/config.toml.orig"
+    echo "merge $cfg - $(base64 < "$RT_WORK/config.toml.orig" | tr -d '\n')" >> "$RT_WORK/plan"
+  fi
+  # No restart: the running containerd keeps config_path until its next start, and with none of our
+  # files left under the directory it resolves every registry as without it.
 }
 
 # ---- k3s / RKE2 registries.yaml ---------------------------------------------------------------------
 
-rt_yaml_merge() { # rt_yaml_merge FILE OURS KEYS > MERGED: drop our keys from mirrors:/configs:, append ours
-  awk -v ours="$2" -v keys="$3" '
+rt_yaml_edit() { # rt_yaml_edit FILE OURS KEYS > EDITED: a minimal targeted edit of someone else's registries.yaml
+  # Block-style YAML only. Our entries go right under the existing mirrors:/configs: header, re-indented
+  # to that map's own indentation, each key line marked with our owner; a section we add is marked too.
+  # Every other byte is kept, so removing our marked lines (OURS empty) gives back the input byte for byte.
+  # Exit 3: flow style or a section that is not a block map; exit 4: an entry we would manage is someone else's.
+  awk -v ours="$2" -v keys="$3" -v mark="# registry-trust (owner $RT_OWNER)" -v added="# added by registry-trust (owner $RT_OWNER)" '
+    function indent(l) { match(l, /^ */); return RLENGTH }
+    function top(l,   k) { k = l; sub(/:.*$/, "", k); gsub(/["\047]/, "", k); return k }
+    function key(l,   k) { k = l; sub(/^[ \t]+/, "", k); sub(/[ \t]+#.*$/, "", k); sub(/[ \t]*:[ \t]*$/, "", k); gsub(/^["\047]|["\047]$/, "", k); return k }
+    function blank(l) { return l ~ /^[ \t]*(#.*)?$/ }
     BEGIN {
       n = split(keys, k, " "); for (i = 1; i <= n; i++) mine[k[i]] = 1
-      while ((getline line < ours) > 0) {
-        if (line ~ /^[a-z]+:/) { sec = line; sub(/:.*/, "", sec); order[++nsec] = sec; continue }
-        add[sec] = add[sec] line "\n"
+      while ((getline l < ours) > 0) {
+        if (l ~ /^[a-z]+:/) { s = l; sub(/:.*/, "", s); order[++ns] = s; continue }
+        if (l ~ /^  [^ ]/) l = l " " mark
+        add[s] = add[s] l "\n"
       }
     }
-    function key(l,   s) { s = l; sub(/^[ \t]+/, "", s); sub(/:[ \t]*(#.*)?$/, "", s); gsub(/"/, "", s); return s }
-    /^[^ \t#]/ {
-      flush()
-      sec = $0; sub(/:.*/, "", sec)
-      if ($0 ~ /^(mirrors|configs):[ \t]*[{[]/) { print "flow-style " sec " is not supported" > "/dev/stderr"; exit 3 }
-      print; skip = 0; cur = sec; seen[sec] = 1; next
-    }
-    (cur == "mirrors" || cur == "configs") && /^  [^ \t#]/ { skip = (key($0) in mine) }
-    !skip { print }
-    function flush() { if (cur in add) { printf "%s", add[cur]; delete add[cur] } }
+    { line[++nl] = $0 }
     END {
-      flush()
-      for (i = 1; i <= nsec; i++) if (order[i] in add && add[order[i]] != "") { print order[i] ":"; printf "%s", add[order[i]] }
+      # Pass 1: drop our marked entries (and a section we added that is left empty); refuse what we cannot edit.
+      m = 0; sect = ""
+      for (i = 1; i <= nl; i++) {
+        l = line[i]
+        if (l ~ /^[^ \t#]/) {
+          if (l ~ /^[{\[]/) { print "the whole document is in flow style" > "/dev/stderr"; exit 3 }
+          sect = top(l); N = 0
+          if ((sect == "mirrors" || sect == "configs") && l !~ /^["\047]?(mirrors|configs)["\047]?:[ \t]*(#.*)?$/) { print sect " is not a block map: " l > "/dev/stderr"; exit 3 }
+          out[++m] = l; hdr[sect] = m; mk[m] = index(l, added) > 0
+          continue
+        }
+        if ((sect == "mirrors" || sect == "configs") && !blank(l)) {
+          if (N == 0) N = indent(l)
+          if (indent(l) == N) {
+            if (index(l, mark) > 0) { skip = 1; continue }
+            skip = 0
+            if (ns > 0 && (key(l) in mine)) { print sect "." key(l) > "/dev/stderr"; exit 4 }
+          } else if (skip && indent(l) > N) continue
+          else skip = 0
+          kids[sect]++
+        } else if (blank(l)) skip = 0
+        out[++m] = l
+      }
+      # Pass 2: ours right after the existing header (at its children indentation), or as a new section at the end.
+      for (i = 1; i <= m; i++) {
+        l = out[i]
+        if (mk[i] && (top(l) == "mirrors" || top(l) == "configs") && !kids[top(l)]) continue
+        print l
+        s = top(l)
+        if (l ~ /^[^ \t#]/ && hdr[s] == i && (s in add) && add[s] != "" && !(mk[i] && !kids[s])) {
+          printf "%s", reindent(add[s], childindent(s, i)); add[s] = ""
+        }
+      }
+      for (j = 1; j <= ns; j++) if (add[order[j]] != "") { print order[j] ": " added; printf "%s", add[order[j]] }
+    }
+    function childindent(s, at,   i) {
+      for (i = at + 1; i <= m; i++) { if (out[i] ~ /^[^ \t#]/) break; if (!blank(out[i])) return indent(out[i]) }
+      return 2
+    }
+    function reindent(text, n,   r, pad, parts, c, i) {
+      pad = sprintf("%" n "s", ""); c = split(text, parts, "\n"); r = ""
+      for (i = 1; i < c; i++) r = r pad substr(parts[i], 3) "\n"
+      return r
     }
   ' "$1"
 }
@@ -362,7 +560,11 @@ rt_plan_registries_yaml() { # rt_plan_registries_yaml FILE OURS_B64 KEYS: OURS e
   rt_decode "$2" "$RT_WORK/ours.yaml"
   if [ -f "$1" ] && ! rt_is_ours "$1"; then
     # Someone else's file: keep everything but our entries, and do not claim the file.
-    rt_yaml_merge "$1" "$RT_WORK/ours.yaml" "$3" > "$RT_WORK/registries.yaml" || rt_die "cannot merge into $1 (only block-style mirrors:/configs: maps are supported)"
+    rt_yaml_edit "$1" "$RT_WORK/ours.yaml" "$3" > "$RT_WORK/registries.yaml" 2> "$RT_WORK/yaml.err" || case $? in
+      3) rt_die "cannot edit $1: $(cat "$RT_WORK/yaml.err"). registry-trust edits block-style YAML only: write mirrors: and configs: as indented maps (one key per line), then run again." ;;
+      4) rt_die "$1 already has $(cat "$RT_WORK/yaml.err"), which registry-trust manages for this stack but did not write. Remove that entry (registry-trust writes it with the bundle's CA), or take the registry out of the stack, then run again." ;;
+      *) rt_die "cannot edit $1: $(cat "$RT_WORK/yaml.err")" ;;
+    esac
     echo "merge $1 - $(base64 < "$RT_WORK/registries.yaml" | tr -d '\n')" >> "$RT_WORK/plan"
   elif [ -s "$RT_WORK/ours.yaml" ]; then
     { echo "$RT_MARKER: registries for k3s/RKE2."; cat "$RT_WORK/ours.yaml"; } > "$RT_WORK/registries.yaml"

@@ -146,7 +146,7 @@ export function rancherRegistries(registries: readonly RegistryEndpoint[], caFil
 function removalLayout(runtime: Runtime, registries: RegistryEndpoint[], owner: string, allowRestart: boolean): string[] {
   switch (runtime) {
     case "containerd":
-      return [`rt_plan_prune ${CONTAINERD_CERTS_DIR}/*/hosts.toml ${CONTAINERD_CERTS_DIR}/*/ca.crt`];
+      return [`rt_plan_prune ${CONTAINERD_CERTS_DIR}/*/hosts.toml ${CONTAINERD_CERTS_DIR}/*/ca.crt`, `rt_unplan_containerd_config ${q(CONTAINERD_CERTS_DIR)}`];
     case "docker":
       return [`rt_plan_prune ${DOCKER_CERTS_DIR}/*/ca.crt`];
     case "crio":
