@@ -21,7 +21,7 @@ import { NODE_REPORT_PREFIX, NodeReport, NodeScriptInput } from "./types";
 
 const LIB = `${readFileSync(join(__dirname, "lib.sh"), "utf8")}\n${storeLayoutShell()}\n`;
 const OWNER = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
-const IMAGE_REF = /^[a-z0-9.-]+(:\d{1,5})?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})?$/;
+const IMAGE_REF = /^([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})?$/;
 
 export class NodeScriptError extends Error {
   constructor(readonly problems: readonly string[]) {
