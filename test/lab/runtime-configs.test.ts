@@ -23,7 +23,7 @@ import { parseNodeReport, renderNodeScript } from "../../core/node/render";
 import { NodeReport, NodeScriptInput } from "../../core/node/types";
 import { Lab, startLab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
-import { CONTAINERD_CASES, corpusPath, RANCHER_CASES, UNTOUCHED_CASES } from "../fixtures/runtime-configs/corpus";
+import { CONTAINERD2_CASES, CONTAINERD_CASES, ContainerdCase, corpusPath, RANCHER_CASES, UNTOUCHED_CASES } from "../fixtures/runtime-configs/corpus";
 import { TestPki } from "../support/pki";
 
 jest.setTimeout(180_000);
@@ -34,7 +34,8 @@ let base: Omit<NodeScriptInput, "action">;
 const pki = new TestPki();
 
 beforeAll(async () => {
-  lab = await startLab({ nodes: 2 });
+  // node-1: containerd 1.6 (its corpus); node-2: 1.6 (k3s/RKE2, Docker, CRI-O files, IPv6); node-3: containerd 2.x.
+  lab = await startLab({ nodes: 3, containerd: ["1.6", "1.6", "2"] });
   key = `registry.test:${lab.registry.port}`;
   base = {
     os: "auto",
@@ -94,14 +95,21 @@ function oursLeft(node: LabNode): string[] {
 
 function adapt(text: string, node: LabNode): string {
   const root = path.join(node.dir, "containerd", "root");
-  const t = text.split('"/opt/containerd"').join(`"${path.join(node.dir, "containerd", "opt")}"`);
-  return t.includes('"/var/lib/containerd"') ? t.split('"/var/lib/containerd"').join(`"${root}"`) : `root = "${root}"\n${t}`;
+  const opt = path.join(node.dir, "containerd", "opt");
+  let t = text;
+  for (const q of ['"', "'"]) t = t.split(`${q}/opt/containerd${q}`).join(`${q}${opt}${q}`);
+  const hasRoot = /^root\s*=/m.test(t);
+  for (const q of ['"', "'"]) t = t.split(`${q}/var/lib/containerd${q}`).join(`${q}${root}${q}`);
+  return hasRoot ? t : `root = "${root}"\n${t}`;
 }
 
-describe("containerd config.toml corpus on a lab node (containerd 1.6)", () => {
+describe.each([
+  ["containerd 1.6 (Debian)", 0, CONTAINERD_CASES],
+  ["containerd 2.x (v2.4.2, Go-module build)", 2, CONTAINERD2_CASES],
+] as const)("containerd config.toml corpus on a lab node running %s", (_name, index, cases) => {
   const cfgOn = (node: LabNode) => onNode(node, "etc/containerd/config.toml");
-  test.each(CONTAINERD_CASES.map((c) => [c.file, c] as const))("%s", async (_f, c) => {
-    const node = lab.nodes[0];
+  test.each(cases.map((c: ContainerdCase) => [c.file, c] as const))("%s", async (_f, c) => {
+    const node = lab.nodes[index];
     const input = adapt(fs.readFileSync(corpusPath(c.file), "utf8"), node);
     for (const d of ["conf.d", "conf.d.cri"]) fs.rmSync(onNode(node, `etc/containerd/${d}`), { recursive: true, force: true });
     for (const d of c.dropIns ?? []) fs.cpSync(corpusPath(`containerd-shapes/${d}`), onNode(node, `etc/containerd/${d}`), { recursive: true });

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml } from "yaml";
 import { rancherRegistries } from "../../core/node/render";
+import { nodeBinaries } from "../../lab/runtime";
 import { CONTAINERD2_CASES, CONTAINERD_CASES, ContainerdCase, corpusPath, RANCHER_CASES } from "../fixtures/runtime-configs/corpus";
 
 const LIB = path.join(__dirname, "..", "..", "core", "node", "lib.sh");
@@ -44,13 +45,9 @@ function diffPaths(a: unknown, b: unknown, at: string[] = []): string[][] {
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [at];
 }
 
-/** containerd 2.x, built from Go modules by scripts/node-binaries.sh into the cache (CONTAINERD2_BIN overrides). */
+/** containerd 2.x, built from Go modules by scripts/node-binaries.sh (CONTAINERD2_BIN overrides). */
 function containerd2(): string {
-  if (process.env.CONTAINERD2_BIN) return process.env.CONTAINERD2_BIN;
-  const cache = path.join(os.homedir(), ".cache", "registry-trust", "node");
-  const dirs = fs.existsSync(cache) ? fs.readdirSync(cache).filter((d) => d.startsWith("containerd-v2.")).sort() : [];
-  if (dirs.length === 0) throw new Error(`no containerd 2.x in ${cache}: build it with scripts/node-binaries.sh (or set CONTAINERD2_BIN)`);
-  return path.join(cache, dirs[dirs.length - 1], "bin", "containerd");
+  return process.env.CONTAINERD2_BIN ?? nodeBinaries().containerd;
 }
 
 describe.each([
@@ -142,7 +139,7 @@ cat "$RT_WORK/plan"; echo "restart=$RT_CONTAINERD_RESTART"`, { RT_CONTAINERD_CON
 
   test("restarts not allowed: refused before anything is touched, naming the setting", () => {
     const cfg = path.join(dir, "config.toml");
-    fs.copyFileSync(corpusPath("containerd-shapes/1.6-default.toml"), cfg);
+    fs.copyFileSync(corpusPath("containerd/1.6-default.toml"), cfg);
     const r = lib(`rt_plan_containerd_config '${CERTS}' 0`, { RT_CONTAINERD_CONFIG: cfg });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("allowRuntimeRestart=false");
