@@ -115,6 +115,8 @@ describe.each([
     for (const d of c.dropIns ?? []) fs.cpSync(corpusPath(`containerd-shapes/${d}`), onNode(node, `etc/containerd/${d}`), { recursive: true });
     fs.writeFileSync(cfgOn(node), input);
     await restartContainerd(node);
+    // Before: the registry is unknown to this node, so what makes the pull below work is the install.
+    expect(await pull(node)).toContain("x509: certificate signed by unknown authority");
     const pid0 = node.containerdPid();
 
     const r = await run(node, { action: "install" });
