@@ -7,7 +7,7 @@ import { DoctorTarget, SshNode, TargetError, nodeLabel, parseImage, parseNode, p
 import { parseCertificate } from "../core/x509/cert";
 import { UsageError, one, parseArgs, required } from "./args";
 import { Io } from "./io";
-import { fetchServedChain } from "./served-chain";
+import { fetchServedChain } from "../core/served-chain";
 
 export const DOCTOR_USAGE = "registry-trust doctor --node ssh://USER@HOST[:PORT] [--identity FILE] [--known-hosts FILE] --registry HOST[:PORT] [--image REF] [--json]";
 

@@ -10,7 +10,7 @@ import { hostFlag } from "./check";
 import { readInput } from "./files";
 import { Io } from "./io";
 import { certLines, problemLines } from "./report";
-import { fetchServedChain } from "./served-chain";
+import { fetchServedChain } from "../core/served-chain";
 
 export const INSPECT_USAGE = "registry-trust inspect https://HOST[:PORT] [--ca-bundle FILE] [--save-chain FILE] [--timeout MS] [--json]";
 

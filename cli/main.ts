@@ -1,4 +1,6 @@
-import { UsageError } from "./args";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { UsageError, wantsHelp } from "./args";
 import { CHECK_USAGE, check } from "./check";
 import { DOCTOR_USAGE, doctor } from "./doctor";
 import { INSPECT_USAGE, inspect } from "./inspect";
@@ -17,30 +19,44 @@ Usage:
   ${DOCTOR_USAGE}
       Read-only, over ssh: why does this node fail to pull from the registry (x509), and the fix.
 
+  registry-trust COMMAND --help   Usage of one command.
+  registry-trust --version        Print the version.
+
 Exit codes: 0 trusted / no problem, 1 problems found (each listed with a code and a fix), 2 usage error
 (doctor: also when the node cannot be reached).
 `;
 
+const COMMANDS: Record<string, { usage: string; run: (argv: readonly string[], io: Io) => Promise<number> }> = {
+  check: { usage: CHECK_USAGE, run: check },
+  inspect: { usage: INSPECT_USAGE, run: inspect },
+  render: { usage: RENDER_USAGE, run: render },
+  doctor: { usage: DOCTOR_USAGE, run: doctor },
+};
+
+/** The package's own version, read at run time so that it can never disagree with package.json. */
+function version(): string {
+  return (JSON.parse(readFileSync(join(__dirname, "..", "package.json"), "utf8")) as { version: string }).version;
+}
+
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    switch (command) {
-      case "check":
-        return await check(rest, io);
-      case "inspect":
-        return await inspect(rest, io);
-      case "render":
-        return await render(rest, io);
-      case "doctor":
-        return await doctor(rest, io);
-      case "help":
-      case "--help":
-      case "-h":
-        io.out(USAGE);
-        return 0;
-      default:
-        throw new UsageError(command === undefined ? "a command is required" : `unknown command "${command}"`);
+    if (command === "--version" || command === "-v") {
+      io.out(`registry-trust ${version()}\n`);
+      return 0;
     }
+    if (command === undefined) throw new UsageError("a command is required");
+    if (command === "help" || command === "--help" || command === "-h") {
+      io.out(USAGE);
+      return 0;
+    }
+    const sub = Object.prototype.hasOwnProperty.call(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!sub) throw new UsageError(`unknown command "${command}"`);
+    if (wantsHelp(rest)) {
+      io.out(`Usage: ${sub.usage}\n`);
+      return 0;
+    }
+    return await sub.run(rest, io);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`registry-trust: ${e.message}\n\n${USAGE}`);

@@ -1,6 +1,6 @@
 import type * as K8s from "@kubernetes/client-node";
 import * as pulumi from "@pulumi/pulumi";
-import { fetchServedChain } from "../cli/served-chain";
+import { fetchServedChain } from "../core/served-chain";
 import { ClusterConfig, StackConfig } from "../core/config/model";
 import { loadKubeConfig } from "../core/kcp/api";
 import { preflightPlan } from "../core/rotation/plan";

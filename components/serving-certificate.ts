@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { fetchServedChain } from "../cli/served-chain";
+import { fetchServedChain } from "../core/served-chain";
 import { ServingTarget } from "../core/config/model";
 import { Endpoint } from "../core/endpoint";
 import { checkHostFilesSpec, hostFilesCommandLine, hostFilesScript } from "../core/rotation/host-files";

@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { fetchServedChain } from "../cli/served-chain";
+import { fetchServedChain } from "../core/served-chain";
 import { rolloutState } from "../core/kcp/rollout";
 import { chainFromDer } from "../core/rotation/served";
 import { bundleHash } from "../core/x509/bundle";

@@ -103,7 +103,11 @@ export async function prepareNode(s: NodeSetup): Promise<string> {
   // The real binaries, linked (nodes share the host's filesystem): /usr/local/sbin comes first on PATH, so
   // on a containerd 2 node `containerd` and `ctr` (init.sh, ssh sessions, doctor) are the 2.x ones.
   const linked = s.containerd === "2" ? (["crictl", "containerd", "ctr"] as const) : (["crictl"] as const);
-  for (const b of linked) fs.symlinkSync(s.binaries[b], path.join(sbin, b));
+  for (const b of linked) {
+    // The copy of the host's /usr/local/sbin may hold a crictl of its own: the node gets the pinned one.
+    fs.rmSync(path.join(sbin, b), { force: true });
+    fs.symlinkSync(s.binaries[b], path.join(sbin, b));
+  }
 
   const hostKeyPath = path.join(s.dir, "ssh", "ssh_host_ed25519_key");
   await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", s.name, "-f", hostKeyPath]);

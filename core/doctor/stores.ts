@@ -188,10 +188,28 @@ function containerdVersion(version: string | undefined): [number, number] | unde
 }
 
 /**
+ * The CRI image plugin's settings as containerd 2.x sees them: its own table, or what it migrates from a
+ * version 2 file's `io.containerd.grpc.v1.cri` (migrateConfig in plugins/cri/images/plugin.go, v2.4.2: a
+ * few top-level keys, and snapshotter/disable_snapshot_annotations/discard_unpacked_layers from its
+ * `containerd` table only when that table has `runtimes`).
+ */
+function criImageSettings(cfg: Table): Table {
+  const own = get(cfg, "plugins", "io.containerd.cri.v1.images");
+  const v2 = get(cfg, "plugins", "io.containerd.grpc.v1.cri");
+  const out: Table = {};
+  if (isTable(v2)) {
+    for (const k of ["registry", "max_concurrent_downloads", "image_pull_with_sync_fs"]) if (k in v2) out[k] = v2[k];
+    const ctd = v2.containerd;
+    if (isTable(ctd) && "runtimes" in ctd) for (const k of ["disable_snapshot_annotations", "discard_unpacked_layers"]) if (k in ctd) out[k] = ctd[k];
+  }
+  return isTable(own) ? { ...out, ...own } : out;
+}
+
+/**
  * Whether containerd ≥ 2.1's CRI pulls through its transfer service rather than the local client: the
  * default, unless use_local_image_pull is set or a setting the transfer service lacks forces the local
- * client (CheckLocalImagePullConfigs in internal/cri/config/config.go, v2.4.2). `images` is the CRI image
- * plugin's table; absent keys take DefaultImageConfig's values (the ones `containerd config default` prints).
+ * client (CheckLocalImagePullConfigs in internal/cri/config/config.go, v2.4.2). `images` is
+ * criImageSettings; absent keys take DefaultImageConfig's values (the ones `containerd config default` prints).
  */
 function pullsThroughTransfer(images: unknown, registry: unknown): boolean {
   const nonEmpty = (k: string) => {
@@ -243,7 +261,7 @@ function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "
   // containerd 2.1+ hands config_path to its transfer service, which joins it with the host as ONE
   // directory (core/transfer/registry: HostDirFromRoot), so a list — the built-in default included — makes
   // it look in "<a>:<b>/<host:port>" and read no certs.d at all (containerd/containerd#12808, open for 2.4.2).
-  const listIgnored = (major > 2 || (major === 2 && minor >= 1)) && configPath.includes(":") && pullsThroughTransfer(images, section);
+  const listIgnored = (major > 2 || (major === 2 && minor >= 1)) && configPath.includes(":") && pullsThroughTransfer(criImageSettings(cfg), section);
   const roots = listIgnored ? [configPath] : configPath.split(":").filter(Boolean);
   const configPathEffect = listIgnored
     ? `containerd ${major}.${minor} pulls through its transfer service, which takes config_path "${configPath}"${defaulted ? " (its built-in default)" : ""} as one directory, not a list (containerd/containerd#12808), so it reads no certs.d directory`

@@ -3,9 +3,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { ApiServer, findAssets, StartOptions, startApiServer } from "./apiserver";
-import { GROUP, NAMESPACE, PLURAL, kcpBody } from "./kcp-support";
-import { HEARTBEAT_ANNOTATION, KcpVersion, SimCapiController } from "./sim-capi-controller";
+import { ApiServer, findAssets, StartOptions, startApiServer } from "../../lab/apiserver";
+import { GROUP, NAMESPACE, PLURAL, kcpBody } from "../../lab/capi-objects";
+import { HEARTBEAT_ANNOTATION, KcpVersion, SimCapiController } from "../../lab/sim-capi-controller";
+import { until } from "../support/until";
 
 jest.setTimeout(120_000);
 
@@ -46,16 +47,6 @@ type Obj = { metadata: { generation: number; resourceVersion: string; annotation
 
 async function get(version: KcpVersion, name: string): Promise<Obj> {
   return (await api.getNamespacedCustomObject(ref(version, name))) as Obj;
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, context = () => ""): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what} ${context()}`);
 }
 
 test("the assets lookup names the script to run when nothing is cached", () => {

@@ -11,15 +11,16 @@ import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { isKcpError, kcpError } from "../../core/kcp/errors";
 import { isTransient } from "../../core/kcp/rollout";
 import { leaseRef } from "../../core/kcp/lease";
-import { desiredEntries, FileEntry } from "../../core/kcp/plan";
+import { FileEntry } from "../../core/kcp/plan";
 import { SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, createKcp, fastOptions, NAMESPACE, realApi, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";
+import { createKcp, NAMESPACE, OTHERS_FILES, realApi, startSim, createMachineDeployment, createTemplate, templateRef, workerApi } from "../../lab/capi-objects";
+import { SimCapiController } from "../../lab/sim-capi-controller";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 import { writeWorkerTrust, WorkerEvent } from "../../core/workers/sequencer";
 import { configRefName } from "../../core/workers/template";
-import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 
@@ -61,9 +62,9 @@ function sim(name: string, opts: Parameters<typeof startSim>[3] = {}): SimCapiCo
 }
 
 const files = (kcp: KcpObject) => kcp.spec!.kubeadmConfigSpec!.files as FileEntry[];
-/** Our entries for `bundlePem` are all in the KCP's files. */
+/** Our entries for `bundlePem` are in the KCP's files, after every other writer's. */
 function expectOurs(kcp: KcpObject, bundlePem: string): void {
-  expect(files(kcp)).toEqual(expect.arrayContaining(desiredEntries(kcp.metadata.name!, { endpoints, bundlePem }).files));
+  expectTrustEntries(files(kcp).slice(OTHERS_FILES.length), bundlePem);
 }
 
 function options(holder: string, events: SequencerEvent[], extra: Partial<SequencerOptions> = {}): SequencerOptions {

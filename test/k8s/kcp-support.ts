@@ -1,44 +1,41 @@
 // Shared by the KCP sequencer tests and the contention benchmark: objects on the real apiserver, real
 // certificates, and the simulated CAPI controller. Nothing here stands in for Kubernetes itself.
-import * as k8s from "@kubernetes/client-node";
-import { clientNodeKcpApi, KcpApi, KcpObject, KcpVersion } from "../../core/kcp/api";
+import { createHash } from "node:crypto";
+import { parse as parseToml } from "smol-toml";
+import { KcpApi } from "../../core/kcp/api";
 import { FileEntry } from "../../core/kcp/plan";
 import { TestPki } from "../support/pki";
-import { ApiServer } from "./apiserver";
-import { SimCapiController, SimCapiControllerOptions } from "./sim-capi-controller";
 
-export const NAMESPACE = "default";
-export const GROUP = "controlplane.cluster.x-k8s.io";
-export const PLURAL = "kubeadmcontrolplanes";
 
-/** Files other writers put into the KCP; the sequencer must keep them byte for byte. */
-export const OTHERS_FILES: FileEntry[] = [
-  { path: "/etc/kubernetes/admission.yaml", owner: "root:root", permissions: "0600", content: "apiVersion: v1\nkind: Config\n# keep   spacing\t\n" },
-  { path: "/etc/platform/motd", encoding: "base64", content: "aGVsbG8K", append: true },
-  { path: "/etc/platform/token", contentFrom: { secret: { name: "platform-token", key: "token" } }, permissions: "0400" },
-];
 
-export function kcpBody(version: KcpVersion, name: string, files: FileEntry[] = OTHERS_FILES, extra: Record<string, unknown> = {}): KcpObject {
-  const machineTemplate =
-    version === "v1beta2"
-      ? { spec: { infrastructureRef: { apiGroup: "infrastructure.cluster.x-k8s.io", kind: "DockerMachineTemplate", name: "cp" } } }
-      : { infrastructureRef: { apiVersion: "infrastructure.cluster.x-k8s.io/v1beta1", kind: "DockerMachineTemplate", name: "cp" } };
-  return {
-    apiVersion: `${GROUP}/${version}`,
-    kind: "KubeadmControlPlane",
-    metadata: { name, namespace: NAMESPACE },
-    spec: { replicas: 3, version: "v1.37.2", machineTemplate, kubeadmConfigSpec: { files, preKubeadmCommands: ["echo platform-first"], ...extra } },
-  };
+/**
+ * Checks `ours` (our entries as they came back from the apiserver) against what containerd needs for
+ * registry.test:5000, written from containerd's hosts.toml contract (docs/hosts.md) rather than from
+ * core/kcp/plan, so a planning bug cannot agree with itself: the bundle as ca.crt in the endpoint's own
+ * certs.d directory, a hosts.toml there naming it, and for each mirrored upstream a hosts.toml sending
+ * pulls to the endpoint. Returns the ownership annotation those entries imply.
+ */
+export function expectTrustEntries(ours: FileEntry[], bundlePem: string, mirrorOf: string[] = []): { paths: string[]; commands: string[]; bundleHash: string } {
+  const dir = "/etc/containerd/certs.d/registry.test:5000";
+  const ca = `${dir}/ca.crt`;
+  const host = { "https://registry.test:5000": { capabilities: ["pull", "resolve"], ca } };
+  const upstreamServer: Record<string, string> = { "docker.io": "https://registry-1.docker.io" };
+  const hosts = [
+    { path: `${dir}/hosts.toml`, server: "https://registry.test:5000" },
+    ...mirrorOf.map((u) => ({ path: `/etc/containerd/certs.d/${u}/hosts.toml`, server: upstreamServer[u] ?? `https://${u}` })),
+  ];
+  expect(ours.map((f) => f.path)).toEqual([ca, ...hosts.map((h) => h.path)]);
+  expect(ours[0]).toEqual({ path: ca, owner: "root:root", permissions: "0644", content: bundlePem });
+  hosts.forEach((h, i) => {
+    const entry = ours[i + 1];
+    expect(entry).toMatchObject({ path: h.path, owner: "root:root", permissions: "0644" });
+    expect(parseToml(String(entry.content))).toEqual({ server: h.server, host });
+  });
+  return { paths: ours.map((f) => f.path), commands: [], bundleHash: createHash("sha256").update(bundlePem).digest("hex") };
 }
 
-export async function createKcp(env: ApiServer, version: KcpVersion, name: string, files: FileEntry[] = OTHERS_FILES): Promise<KcpObject> {
-  const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-  return (await custom.createNamespacedCustomObject({ group: GROUP, version, namespace: NAMESPACE, plural: PLURAL, body: kcpBody(version, name, files) })) as KcpObject;
-}
 
-export function realApi(env: ApiServer): KcpApi {
-  return clientNodeKcpApi(k8s, env.kubeConfig);
-}
+
 
 /**
  * The real API with a pause between our read and our write, as a slow client would have: the simulated
@@ -59,11 +56,6 @@ export function slowWriter(api: KcpApi, pauseMs: number, times = Infinity): KcpA
   return wrapped;
 }
 
-export function startSim(env: ApiServer, name: string, version: KcpVersion, opts: Partial<SimCapiControllerOptions> = {}): SimCapiController {
-  const sim = new SimCapiController({ kubeConfig: env.kubeConfig, namespace: NAMESPACE, name, version, observeDelayMs: 30, rolloutDelayMs: 250, ...opts });
-  sim.start();
-  return sim;
-}
 
 /** `n` distinct real CA bundles of one self-signed P-256 root each. */
 export function caBundles(pki: TestPki, n: number): string[] {

@@ -5,7 +5,7 @@ import { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
 import { Server, createServer } from "node:tls";
 import * as k8s from "@kubernetes/client-node";
-import { fetchServedChain } from "../../cli/served-chain";
+import { fetchServedChain } from "../../core/served-chain";
 import { rotationPreflight } from "../../components/rotation-preflight";
 import { parseStackConfig } from "../../core/config/validate";
 import { loadKubeConfig } from "../../core/kcp/api";
@@ -16,10 +16,12 @@ import { recordManifest } from "../../core/rotation/record";
 import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/serving-secret";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { Issued, TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { NAMESPACE, createKcp, fastOptions, realApi, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
-import { SimMachineDeploymentController, createMachineDeployment, createTemplate, templateRef } from "./worker-trust-support";
+import { until } from "../support/until";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { NAMESPACE, createKcp, realApi, startSim, createMachineDeployment, createTemplate, templateRef } from "../../lab/capi-objects";
+import { fastOptions } from "./kcp-support";
+import { SimCapiController } from "../../lab/sim-capi-controller";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 
 jest.setTimeout(180_000);
 
@@ -83,7 +85,16 @@ async function kcpCarrying(name: string, b: { pem: string }, rolloutMs: number):
   await createKcp(env, "v1beta2", name);
   const sim = startSim(env, name, "v1beta2", { rolloutDelayMs: rolloutMs });
   sims.push(sim);
-  await applyControlPlaneTrust(realApi(env), { namespace: NAMESPACE, name }, { endpoints: [registry], bundlePem: b.pem }, { ...fastOptions(`test/${name}`), rollout: { wait: rolloutMs < 10_000, timeoutMs: 20_000, pollMs: 25 } });
+  const wait = rolloutMs < 10_000;
+  const written = await applyControlPlaneTrust(realApi(env), { namespace: NAMESPACE, name }, { endpoints: [registry], bundlePem: b.pem }, { ...fastOptions(`test/${name}`), rollout: { wait, timeoutMs: 20_000, pollMs: 25 } });
+  // Without the rollout wait, the write returns before the controller has seen it; tests that judge a
+  // rollout in progress need the controller to have observed our generation first.
+  if (!wait) {
+    await until(`the controller to observe generation ${written.generation} of ${name}`, 20_000, async () => {
+      const kcp = await realApi(env).getKcp({ namespace: NAMESPACE, name }, "v1beta2");
+      return Number(kcp.status?.observedGeneration ?? 0) >= written.generation ? true : undefined;
+    });
+  }
 }
 
 async function writeServingSecret(cert: Issued, recorded: string): Promise<void> {

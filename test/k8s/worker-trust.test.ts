@@ -3,17 +3,19 @@
 import { KubeObject } from "../../core/workers/api";
 import { isKcpError, KcpErrorCode } from "../../core/kcp/errors";
 import { leaseRef } from "../../core/kcp/lease";
-import { desiredEntries, FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
+import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { removeWorkerTrust, WorkerEvent, WorkerOptions, writeWorkerTrust } from "../../core/workers/sequencer";
 import { BASE_ANNOTATION, configRefName } from "../../core/workers/template";
 import { CapiVersion, WorkerApi } from "../../core/workers/api";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, fastOptions, NAMESPACE, OTHERS_FILES } from "./kcp-support";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";
+import { NAMESPACE, OTHERS_FILES, createMachineDeployment, createTemplate, templateRef, workerApi } from "../../lab/capi-objects";
+import { grant, userKubeConfig } from "./worker-trust-support";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 import * as k8s from "@kubernetes/client-node";
 import { clientNodeWorkerApi } from "../../core/workers/api";
 import { MD_LABEL } from "../../core/workers/template";
-import { createMachineDeployment, createTemplate, grant, SimMachineDeploymentController, templateRef, userKubeConfig, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 
@@ -68,10 +70,9 @@ const scenario = (version: CapiVersion, env: () => ApiServer) => async () => {
     expect(first.template).toMatch(new RegExp(`^${name}-base-rt-[0-9a-f]{12}$`));
 
     const created = (await api.getTemplate({ namespace: NAMESPACE, name: first.template }, version))!;
-    const d = desiredEntries(name, { endpoints, bundlePem: bundleA });
     expect(JSON.stringify(templateFiles(created).slice(0, OTHERS_FILES.length))).toBe(others);
-    expect(templateFiles(created).slice(OTHERS_FILES.length)).toEqual(d.files);
-    expect(JSON.parse(created.metadata.annotations![OWNERSHIP_ANNOTATION])).toEqual(d.ownership);
+    const ownership = expectTrustEntries(templateFiles(created).slice(OTHERS_FILES.length), bundleA, ["docker.io"]);
+    expect(JSON.parse(created.metadata.annotations![OWNERSHIP_ANNOTATION])).toEqual(ownership);
     expect(created.metadata.annotations![BASE_ANNOTATION]).toBe(`${name}-base`);
     expect(created.metadata.labels!["cluster.x-k8s.io/cluster-name"]).toBe("c1");
     // The base is untouched: machines of the old revision keep what they had.
@@ -101,8 +102,7 @@ const scenario = (version: CapiVersion, env: () => ApiServer) => async () => {
     expect(await api.getTemplate({ namespace: NAMESPACE, name: first.template }, version)).toBeUndefined();
     const t = (await api.getTemplate({ namespace: NAMESPACE, name: rotated.template }, version))!;
     expect(JSON.stringify(templateFiles(t).slice(0, OTHERS_FILES.length))).toBe(others);
-    expect(templateFiles(t).filter((f) => f.path.endsWith("/ca.crt")).map((f) => f.content)).toEqual([bundleB]);
-    expect(templateFiles(t)).toHaveLength(OTHERS_FILES.length + d.files.length);
+    expectTrustEntries(templateFiles(t).slice(OTHERS_FILES.length), bundleB, ["docker.io"]);
 
     // Remove: back to the unchanged base, ours deleted.
     const removed = await removeWorkerTrust(api, target, options("stack/run-4"));

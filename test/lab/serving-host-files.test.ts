@@ -5,7 +5,7 @@
  * step is checked where users meet it: a CRI pull on the node and the certificate the registry serves.
  * Needs root and the lab's packages, like test/lab.
  */
-import { fetchServedChain } from "../../cli/served-chain";
+import { fetchServedChain } from "../../core/served-chain";
 import { nodeCommandLines } from "../../components/node-trust";
 import { RegistryEndpoint } from "../../core/config/model";
 import { parseNodeReport, renderNodeScript } from "../../core/node/render";

@@ -27,7 +27,7 @@ process.on("unhandledRejection", fail);
 
 let outputs: Record<string, unknown> = {};
 // An async program (`export = async () => …`) runs as the engine runs it: called, then awaited.
-const loaded = (async () => {
+void (async () => {
   try {
     const exported = require(resolve(process.argv[2]));
     outputs = (typeof exported === "function" ? await exported() : exported) ?? {};
@@ -36,9 +36,12 @@ const loaded = (async () => {
   }
 })();
 
-setTimeout(async () => {
-  await loaded;
+// The outcome is printed when the program has finished: once the event loop has nothing left to run
+// ('beforeExit'), every registration and apply that could still happen has happened. (Waiting for the
+// SDK's RPC queue instead would hang on a registration that failed, and a fixed delay would miss late
+// failures.)
+process.once("beforeExit", () => {
   mocks.pki.cleanup();
   const resources = mocks.resources.map((r) => ({ type: r.type, name: r.name }));
   process.stdout.write(`${JSON.stringify({ resources, outputs: Object.keys(outputs), errors: [...new Set(failures)] })}\n`);
-}, Number(process.env.MOCK_SETTLE_MS ?? 1500));
+});

@@ -205,6 +205,13 @@ describe("trust containerd does not read", () => {
       const r = run({ files: { "/etc/containerd/config.toml": local, ...trust }, containerdVersion: V242 });
       expect(r.healthy).toBe(true);
       expect(r.runtimes[0].looksAt).toEqual(["/etc/containerd/config.toml", `/etc/containerd/certs.d/${KEY}/`, `/etc/docker/certs.d/${KEY}/`]);
+      // A version 2 file: 2.4.2 migrates [plugins."io.containerd.grpc.v1.cri".containerd] discard_unpacked_layers
+      // only when that table also has runtimes (both cases seen on a lab node: pull ok / x509).
+      const v2file = `version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  discard_unpacked_layers = true\n`;
+      const withRuntimes = `${v2file}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n`;
+      expect(run({ files: { "/etc/containerd/config.toml": withRuntimes, ...trust }, containerdVersion: V242 }).healthy).toBe(true);
+      expect(codes(run({ files: { "/etc/containerd/config.toml": v2file, ...trust }, containerdVersion: V242 }))).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
+      expect(codes(run({ files: { "/etc/containerd/config.toml": "version = 2\n", ...trust }, containerdVersion: V242 }))).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
     });
   });
 

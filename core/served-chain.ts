@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { DetailedPeerCertificate, connect } from "node:tls";
-import { Endpoint, endpointKey } from "../core/endpoint";
+import { Endpoint, endpointKey } from "./endpoint";
 
 /**
  * The certificates a TLS server sends, leaf first. The trust store is deliberately empty (`ca: []`) so
