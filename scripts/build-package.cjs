@@ -27,4 +27,5 @@ for (const top of SHIPPED) {
     copied.push(path.join(top, rel));
   }
 }
-console.log(`build-package: dist/ compiled; assets copied: ${copied.join(", ") || "none"}`);
+// On stderr: `npm pack --json` prints its JSON on stdout after this (prepack) script.
+process.stderr.write(`build-package: dist/ compiled; assets copied: ${copied.join(", ") || "none"}\n`);
