@@ -57,7 +57,9 @@ beforeAll(async () => {
 
   // The example elsewhere, depending on that tarball; installed only from the npm cache.
   programDir = path.join(work, "edge-platform");
-  fs.cpSync(path.join(repoRoot, "examples", "consumer"), programDir, { recursive: true, filter: (src) => !/node_modules|\.tgz$/.test(src) });
+  // Not what a local run of the example left there: its node_modules, lock file or stack files.
+  const leftovers = /(^|\/)(node_modules|package-lock\.json|Pulumi\.[^/]+\.yaml)$/;
+  fs.cpSync(path.join(repoRoot, "examples", "consumer"), programDir, { recursive: true, filter: (src) => !leftovers.test(src) });
   const manifest = JSON.parse(fs.readFileSync(path.join(programDir, "package.json"), "utf8"));
   expect(manifest.dependencies[pkg.name]).toMatch(/^file:.*\.tgz$/);
   manifest.dependencies[pkg.name] = `file:${tarball}`;
