@@ -5,14 +5,17 @@
 //
 // Usage: npm run bench:kcp [-- --trials N]   (needs `npm run k8s:binaries` once)
 // Ends with one line: kcp-contention trials=N naive_lost=N sequenced_lost=N p50_ms=N p99_ms=N
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { KcpObject } from "../core/kcp/api";
 import { applyControlPlaneTrust } from "../core/kcp/apply";
 import { FileEntry } from "../core/kcp/plan";
 import { containerdCaPath } from "../core/node/containerd-hosts";
-import { TestPki } from "../test/support/pki";
-import { startApiServer } from "../test/k8s/apiserver";
-import { createKcp, GROUP, NAMESPACE, PLURAL, realApi, startSim } from "../test/k8s/kcp-support";
+import { createCa } from "../lab/pki";
+import { startApiServer } from "../lab/apiserver";
+import { createKcp, GROUP, NAMESPACE, PLURAL, realApi, startSim } from "../lab/capi-objects";
 
 const endpoint = { host: "registry.test", port: 5000, mirrorOf: [] };
 const CA_PATH = containerdCaPath(endpoint);
@@ -25,8 +28,9 @@ function trialsArg(): number {
 }
 
 /** Distinct bundles for consecutive trials: ordered pairs of real CAs (20 CAs give 380). */
-function bundles(pki: TestPki, n: number): string[] {
-  const cas = Array.from({ length: 20 }, (_, i) => pki.root(`Bench CA ${i}`).certPem);
+async function bundles(dir: string, n: number): Promise<string[]> {
+  const cas: string[] = [];
+  for (let i = 0; i < 20; i++) cas.push((await createCa(path.join(dir, `ca-${i}`), `Bench CA ${i}`)).pem);
   const pairs: string[] = [];
   for (let a = 0; a < cas.length && pairs.length < n; a++) {
     for (let b = 0; b < cas.length && pairs.length < n; b++) if (a !== b) pairs.push(cas[a] + cas[b]);
@@ -43,12 +47,12 @@ function percentile(sorted: number[], p: number): number {
 
 async function main(): Promise<void> {
   const trials = trialsArg();
-  const pki = new TestPki();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kcp-contention-"));
   const env = await startApiServer();
   try {
     const api = realApi(env);
     const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-    const wanted = bundles(pki, trials);
+    const wanted = await bundles(dir, trials);
     // A short rollout keeps the sequenced trials quick; the heartbeat pace is the real controller's.
     const simOpts = { observeDelayMs: 10, rolloutDelayMs: 40, heartbeatMinMs: 5, heartbeatMaxMs: 50 };
 
@@ -100,7 +104,7 @@ async function main(): Promise<void> {
       `p50_ms=${Math.round(percentile(durations, 50))} p99_ms=${Math.round(percentile(durations, 99))}`);
   } finally {
     await env.stop();
-    pki.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

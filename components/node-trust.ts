@@ -2,7 +2,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { NodeConfig, RegistryEndpoint } from "../core/config/model";
 import { hostProblem, portProblem } from "../core/endpoint";
-import { parseNodeReport, renderNodeScript } from "../core/node/render";
+import { expectedChecks, parseNodeReport, renderNodeScript } from "../core/node/render";
 import { NodeAction, NodeReport, NodeScriptInput } from "../core/node/types";
 
 /*
@@ -33,6 +33,8 @@ export interface NodeTrustArgs {
   readonly probeImage?: string;
   /** Probe https://<registry>/v2/ on each node through the installed trust. @default true */
   readonly probeTls?: boolean;
+  /** Let a node succeed when a check cannot run on it (no openssl, curl or crictl), reported as unverified (StackConfig.policy.allowUnverifiedNodes). @default false */
+  readonly allowUnverified?: boolean;
   /** Names this installation on the nodes, so two stacks managing the same node never touch each other's files. @default "default" */
   readonly owner?: string;
   /** Failed dial attempts before a node's resource fails (the provider's own default, 10, hides a dead node for minutes). @default 3 */
@@ -81,7 +83,7 @@ export class NodeTrust extends pulumi.ComponentResource {
       const rendered = pulumi.all([args.bundlePem, args.servingChainPem, args.bundleHash]).apply(([bundlePem, chain, hash]) => {
         if (!SHA256_HEX.test(hash)) throw new pulumi.ResourceError(`bundleHash must be 64 lowercase hex digits (sha256), got "${hash}"`, this);
         try {
-          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain) };
+          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain), checks: scripts.checks(node, bundlePem, chain) };
         } catch (e) {
           throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
         }
@@ -100,7 +102,7 @@ export class NodeTrust extends pulumi.ComponentResource {
         addPreviousOutputInEnv: false,
       }, { parent: this });
       commands[node.name] = cmd;
-      nodeResults[node.name] = pulumi.all([cmd.stdout, rendered]).apply(([stdout, r]) => this.result(node, stdout, r.hash));
+      nodeResults[node.name] = pulumi.all([cmd.stdout, rendered]).apply(([stdout, r]) => this.result(node, stdout, r.hash, r.checks, args.allowUnverified ?? false));
     }
 
     this.commands = commands;
@@ -131,7 +133,7 @@ export class NodeTrust extends pulumi.ComponentResource {
     };
   }
 
-  private result(node: NodeConfig, stdout: string, expectedHash: string): NodeTrustResult {
+  private result(node: NodeConfig, stdout: string, expectedHash: string, checks: readonly string[], allowUnverified: boolean): NodeTrustResult {
     let report: NodeReport;
     try {
       report = parseNodeReport(stdout);
@@ -142,6 +144,17 @@ export class NodeTrust extends pulumi.ComponentResource {
     // RegistryPki verified against the serving chain: nothing downstream may assume this node is ready.
     if (report.action === "install" && report.bundleSha256 !== expectedHash) {
       throw new pulumi.ResourceError(`node ${node.name} (${node.host}) reports bundle sha256 ${report.bundleSha256}, expected ${expectedHash}`, this);
+    }
+    // The hash says which bundle landed, not that it works: every check the script was rendered with must
+    // have passed, or (only when allowed) be reported as one that could not run there.
+    if (report.action === "install") {
+      const missing = checks.filter((c) => !report.verified.includes(c));
+      const unverified = missing.filter((c) => allowUnverified && (report.unverified ?? []).includes(c));
+      const failed = missing.filter((c) => !unverified.includes(c));
+      if (failed.length > 0) {
+        throw new pulumi.ResourceError(`node ${node.name} (${node.host}) did not verify ${failed.join(", ")}; ${(report.unverified ?? []).length > 0 ? `it could not run ${report.unverified!.join(", ")} (install curl or openssl, and crictl for probeImage; or set registry-trust:allowUnverifiedNodes)` : "its report lists no such check"}`, this);
+      }
+      if (unverified.length > 0) pulumi.log.warn(`node ${node.name} (${node.host}): not verified, the tools are missing there: ${unverified.join(", ")} (allowUnverifiedNodes)`, this);
     }
     return { node: node.name, host: node.host, ...report };
   }
@@ -202,25 +215,34 @@ class ScriptCache {
 
   constructor(private readonly args: NodeTrustArgs) {}
 
+  /** The `verified` entries a successful install on `node` must report. */
+  checks(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): string[] {
+    return expectedChecks(this.input(node, "install", bundlePem, servingChainPem));
+  }
+
   get(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): string {
     const key = JSON.stringify([node.os, node.runtimes, action, bundlePem, servingChainPem ?? null]);
     let script = this.cache.get(key);
     if (script === undefined) {
-      const input: NodeScriptInput = {
-        os: node.os,
-        runtimes: node.runtimes,
-        registries: this.args.registries,
-        bundlePem,
-        action,
-        owner: this.args.owner,
-        servingChainPem,
-        allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,
-        probeImage: this.args.probeImage,
-        probeTls: this.args.probeTls ?? true,
-      };
-      script = renderNodeScript(input);
+      script = renderNodeScript(this.input(node, action, bundlePem, servingChainPem));
       this.cache.set(key, script);
     }
     return script;
+  }
+
+  private input(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): NodeScriptInput {
+    return {
+      os: node.os,
+      runtimes: node.runtimes,
+      registries: this.args.registries,
+      bundlePem,
+      action,
+      owner: this.args.owner,
+      servingChainPem,
+      allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,
+      probeImage: this.args.probeImage,
+      probeTls: this.args.probeTls ?? true,
+      allowUnverified: this.args.allowUnverified ?? false,
+    };
   }
 }

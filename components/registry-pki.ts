@@ -5,7 +5,7 @@ import { Endpoint, endpointKey } from "../core/endpoint";
 import { bundleGenerations, servingSans, summarize, tlsKeyArgs } from "../core/pki/plan";
 import { CertSummary } from "../core/x509/cert";
 import { assembleBundle, bundleHash, inspectBundle } from "../core/x509/bundle";
-import { parsePemCertificates } from "../core/x509/pem";
+import { parsePemCertificates, toPem } from "../core/x509/pem";
 import { formatProblem } from "../core/x509/problems";
 import { verifyServing } from "../core/x509/verify";
 
@@ -89,7 +89,7 @@ export class RegistryPki extends pulumi.ComponentResource {
     this.bundleHash = this.bundlePem.apply(bundleHash);
     this.caCertificates = this.bundlePem.apply(summarize);
     this.servingChainPem = chain;
-    this.servingCertPem = chain.apply((c) => (c ? parsePemCertificates(c, "chain").certs.map((x) => x.x509.toString()).shift() : undefined));
+    this.servingCertPem = chain.apply((c) => (c ? parsePemCertificates(c, "chain").certs.map((x) => toPem(x.der)).shift() : undefined));
     this.servingKeyPem = key;
     this.servingCertificate = chain.apply((c) => (c ? summarize(c)[0] : undefined));
 

@@ -1,7 +1,9 @@
 /**
- * `tsx lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME]` starts a lab, writes
- * DIR/lab.json and returns; `tsx lab/cli.ts stop [--dir DIR]` tears it down. DIR defaults to
+ * `tsx lab/cli.ts start [--nodes N] [--containerd 1.6|2|LIST] [--dir DIR] [--cluster] [--stack NAME]` starts a
+ * lab, writes DIR/lab.json and returns; `tsx lab/cli.ts stop [--dir DIR]` tears it down. DIR defaults to
  * $TMPDIR/registry-trust-lab.
+ * --containerd picks the nodes' containerd (lab/runtime.ts): "2" for all, or a comma list, one per node
+ * ("1.6,2"). Default 1.6.
  * --cluster also starts the Cluster API management cluster (lab/cluster.ts: kube-apiserver with the CAPI
  * CRDs, a KubeadmControlPlane, a MachineDeployment and simulated controllers), kept running by a detached
  * process until `stop`; DIR/cluster/cluster.json describes it.
@@ -15,15 +17,26 @@ import * as path from "node:path";
 import { launchCluster, stopCluster, type ClusterDescription } from "./cluster";
 import { adoptionConfig, writeLabStackConfig } from "./cluster-stack";
 import { attachLab, startLab } from "./lab";
+import type { ContainerdFlavor } from "./runtime";
 
-const USAGE = "usage: lab/cli.ts start [--nodes N] [--dir DIR] [--cluster] [--stack NAME] | stop [--dir DIR]";
+const USAGE = "usage: lab/cli.ts start [--nodes N] [--containerd 1.6|2|LIST] [--dir DIR] [--cluster] [--stack NAME] | stop [--dir DIR]";
 
-function parse(argv: string[]): { command: string; nodes: number; dir: string; cluster: boolean; stack?: string } {
+interface Parsed {
+  command: string;
+  nodes: number;
+  dir: string;
+  cluster: boolean;
+  stack?: string;
+  containerd?: ContainerdFlavor | ContainerdFlavor[];
+}
+
+function parse(argv: string[]): Parsed {
   const [command, ...rest] = argv;
   let nodes = 1;
   let dir = path.join(os.tmpdir(), "registry-trust-lab");
   let cluster = false;
   let stack: string | undefined;
+  let containerd: Parsed["containerd"];
   for (let i = 0; i < rest.length; i++) {
     if (rest[i] === "--cluster" && command === "start") {
       cluster = true;
@@ -35,16 +48,18 @@ function parse(argv: string[]): { command: string; nodes: number; dir: string; c
     if (flag === "--nodes" && command === "start") nodes = Number(value);
     else if (flag === "--dir") dir = path.resolve(value);
     else if (flag === "--stack" && command === "start") stack = value;
+    // Checked by startLab, which names the valid values.
+    else if (flag === "--containerd" && command === "start") containerd = value.includes(",") ? (value.split(",") as ContainerdFlavor[]) : (value as ContainerdFlavor);
     else throw new Error(`unknown option ${flag}\n${USAGE}`);
   }
-  return { command, nodes, dir, cluster, stack };
+  return { command, nodes, dir, cluster, stack, containerd };
 }
 
 async function main(): Promise<void> {
-  const { command, nodes, dir, cluster, stack } = parse(process.argv.slice(2));
+  const { command, nodes, dir, cluster, stack, containerd } = parse(process.argv.slice(2));
   const started = performance.now();
   if (command === "start") {
-    const lab = await startLab({ nodes, dir });
+    const lab = await startLab({ nodes, dir, containerd });
     let description: ClusterDescription | undefined;
     try {
       if (cluster) description = await launchCluster(path.join(lab.dir, "cluster"));
@@ -52,7 +67,7 @@ async function main(): Promise<void> {
       const ms = Math.round(performance.now() - started);
       process.stdout.write(`lab started in ${ms} ms: ${path.join(lab.dir, "lab.json")}\n`);
       process.stdout.write(`registry ${lab.registry.image}\n`);
-      for (const n of lab.nodes) process.stdout.write(`${n.name} ssh -i ${n.privateKeyPath} -p ${n.port} root@${n.host}\n`);
+      for (const n of lab.nodes) process.stdout.write(`${n.name} (containerd ${n.containerd}) ssh -i ${n.privateKeyPath} -p ${n.port} root@${n.host}\n`);
       if (description) {
         process.stdout.write(`cluster ${description.server} KUBECONFIG=${description.kubeconfig} ` +
           `KubeadmControlPlane ${description.namespace}/${description.controlPlane}, MachineDeployment ${description.namespace}/${description.machineDeployment}\n`);

@@ -14,13 +14,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { MD_GROUP, MD_PLURAL, TEMPLATE_GROUP, TEMPLATE_PLURAL } from "../core/workers/api";
-import { startApiServer, type ApiServer } from "../test/k8s/apiserver";
-import { createKcp, GROUP as KCP_GROUP, NAMESPACE, PLURAL as KCP_PLURAL } from "../test/k8s/kcp-support";
-import { SimCapiController } from "../test/k8s/sim-capi-controller";
+import { startApiServer, type ApiServer } from "./apiserver";
+import { createKcp, GROUP as KCP_GROUP, NAMESPACE, PLURAL as KCP_PLURAL, createMachineDeployment, createTemplate, templateRef } from "./capi-objects";
+import { SimCapiController } from "./sim-capi-controller";
+import { SimMachineDeploymentController } from "./sim-md-controller";
 import { SimGarbageCollector } from "./cluster-gc";
 import { signal, stopDaemon } from "./daemon";
 import { cleanEnv, waitUntil } from "./proc";
-import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef } from "../test/k8s/worker-trust-support";
 
 const VERSION = "v1beta2";
 

@@ -7,6 +7,7 @@ import { writeOciImage } from "./oci-image";
 import { createCa, issueServerCert } from "./pki";
 import { runOk } from "./proc";
 import { pushOciLayout, serveCertificate, startRegistry } from "./registry";
+import { CONTAINERD_FLAVORS, nodeBinaries, type ContainerdFlavor } from "./runtime";
 
 export const REGISTRY_HOST = "registry.test";
 const REPOSITORY = "lab/demo";
@@ -17,6 +18,11 @@ export interface LabOptions {
   nodes?: number;
   /** Directory the lab owns and removes on stop; must not exist or be empty. Default: a new temp dir. */
   dir?: string;
+  /**
+   * Which containerd the nodes run: one flavour for all, or one per node (lab/runtime.ts). "2" is
+   * containerd 2.x from scripts/node-binaries.sh with its own default config. Default "1.6" (Debian's).
+   */
+  containerd?: ContainerdFlavor | readonly ContainerdFlavor[];
 }
 
 export interface RegistryDescription {
@@ -70,7 +76,9 @@ const LAB_JSON = "lab.json";
 export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const count = opts.nodes ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > 200) throw new Error(`lab: nodes must be 1..200, got ${count}`);
+  const flavors = nodeFlavors(opts.containerd, count);
   checkMountPoints();
+  const binaries = nodeBinaries();
   const dir = claimDir(opts.dir);
   const daemons: Array<{ d: Daemon; stop: () => Promise<void> }> = [];
   try {
@@ -91,12 +99,12 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     const specs = await Promise.all(
       Array.from({ length: count }, async (_, i) => {
         const host = `127.0.0.${11 + i}`;
-        return { name: `node-${i + 1}`, host, port: await freePort(host), dir: path.join(dir, "nodes", `node-${i + 1}`) };
+        return { name: `node-${i + 1}`, host, port: await freePort(host), dir: path.join(dir, "nodes", `node-${i + 1}`), containerd: flavors[i] };
       }),
     );
     const hostKeys = await Promise.all(
       specs.map((s) =>
-        prepareNode({ ...s, privateKeyPath, authorizedKeysPath, knownHostsPath, hostsEntries: [`127.0.0.1 ${REGISTRY_HOST}`] }),
+        prepareNode({ ...s, privateKeyPath, authorizedKeysPath, knownHostsPath, hostsEntries: [`127.0.0.1 ${REGISTRY_HOST}`], binaries }),
       ),
     );
     fs.writeFileSync(knownHostsPath, specs.map((s, i) => `[${s.host}]:${s.port} ${hostKeys[i]}\n`).join(""));
@@ -185,6 +193,7 @@ function describeNode(n: LabNode): NodeDescription {
     knownHostsPath: n.knownHostsPath,
     hostKey: n.hostKey,
     containerdSocket: n.containerdSocket,
+    containerd: n.containerd,
     dir: n.dir,
     pid: n.pid,
   };
@@ -196,6 +205,14 @@ async function stopAll(stops: Array<() => Promise<void>>, dir: string): Promise<
   // Keep the directory (logs, pids) when something refused to die, so it can be inspected and retried.
   if (failed.length > 0) throw new Error(`lab: stop failed: ${failed.map((f) => String(f.reason)).join("; ")}`);
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function nodeFlavors(opt: LabOptions["containerd"], count: number): ContainerdFlavor[] {
+  const list = opt === undefined ? Array<ContainerdFlavor>(count).fill("1.6") : typeof opt === "string" ? Array<ContainerdFlavor>(count).fill(opt) : [...opt];
+  if (list.length !== count) throw new Error(`lab: containerd lists ${list.length} flavours for ${count} nodes; give one per node or a single one for all`);
+  const bad = list.find((f) => !CONTAINERD_FLAVORS.includes(f));
+  if (bad !== undefined) throw new Error(`lab: containerd "${String(bad)}" is not one of ${CONTAINERD_FLAVORS.map((f) => `"${f}"`).join(", ")}`);
+  return list;
 }
 
 function claimDir(dir: string | undefined): string {

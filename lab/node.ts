@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { CriClient } from "./cri-client";
 import { signal, spawnDaemon, tcpAccepts, type Daemon } from "./daemon";
 import { childPids, cleanEnv, cmdline, isAlive, run, runOk, waitUntil, type RunResult } from "./proc";
+import { containerdConfig, type ContainerdFlavor, type NodeBinaries } from "./runtime";
 
 /** What lab.json records about a node: enough for another process to use it or stop it. */
 export interface NodeDescription {
@@ -16,6 +17,8 @@ export interface NodeDescription {
   hostKey: string;
   /** The node's containerd socket as seen from the host (it is /run/containerd/containerd.sock on the node). */
   containerdSocket: string;
+  /** Which containerd the node runs (lab/runtime.ts); absent in a lab.json written before there was a choice: "1.6". */
+  containerd: ContainerdFlavor;
   dir: string;
   /** PID of the `unshare` process that holds the node's namespaces. */
   pid: number;
@@ -43,7 +46,6 @@ const COPIED = [
 // scripts/install-lab-deps.sh creates them on the host as bare mount points.
 const EMPTY = ["/etc/ca-certificates/update.d", "/etc/containerd", "/var/lib/containers", "/etc/pki", "/etc/rancher"];
 const NODE_FILES = path.join(__dirname, "node-files");
-const REPO_ROOT = path.dirname(__dirname);
 
 export interface NodeSetup {
   name: string;
@@ -55,6 +57,8 @@ export interface NodeSetup {
   knownHostsPath: string;
   /** Extra /etc/hosts lines, e.g. "127.0.0.1 registry.test". */
   hostsEntries: string[];
+  containerd: ContainerdFlavor;
+  binaries: NodeBinaries;
 }
 
 export function checkMountPoints(): void {
@@ -77,7 +81,7 @@ export async function prepareNode(s: NodeSetup): Promise<string> {
     path.join(fsRoot, "etc/hosts"),
     ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback", `${s.host} ${s.name}`, ...s.hostsEntries, ""].join("\n"),
   );
-  fs.writeFileSync(path.join(fsRoot, "etc/containerd/config.toml"), containerdConfig(s.dir));
+  fs.writeFileSync(path.join(fsRoot, "etc/containerd/config.toml"), await containerdConfig(s.containerd, s.dir, s.binaries));
   // The RHEL layout as its ca-certificates package leaves it: sources, extracted output, the tls link.
   for (const d of ["etc/pki/ca-trust/source/anchors", "etc/pki/ca-trust/extracted/pem", "etc/pki/tls/certs", "etc/pki/ca-trust/lab-system-source"]) {
     fs.mkdirSync(path.join(fsRoot, d), { recursive: true });
@@ -95,18 +99,15 @@ export async function prepareNode(s: NodeSetup): Promise<string> {
   fs.copyFileSync(path.join(NODE_FILES, "systemctl"), path.join(sbin, "systemctl"));
   fs.copyFileSync(path.join(NODE_FILES, "update-ca-trust"), path.join(sbin, "update-ca-trust"));
   fs.chmodSync(path.join(sbin, "update-ca-trust"), 0o755);
-  fs.writeFileSync(
-    path.join(sbin, "crictl"),
-    [
-      "#!/bin/sh",
-      "# Lab shim, not crictl: pull/images/rmi/version through the lab's CRI client (lab/crictl.ts).",
-      "# tsx's cache would land in the host's /tmp, which nodes share.",
-      `TSX_DISABLE_CACHE=1 exec ${process.execPath} --require ${require.resolve("tsx/cjs")} ${path.join(REPO_ROOT, "lab", "crictl.ts")} "$@"`,
-      "",
-    ].join("\n"),
-  );
   fs.chmodSync(path.join(sbin, "systemctl"), 0o755);
-  fs.chmodSync(path.join(sbin, "crictl"), 0o755);
+  // The real binaries, linked (nodes share the host's filesystem): /usr/local/sbin comes first on PATH, so
+  // on a containerd 2 node `containerd` and `ctr` (init.sh, ssh sessions, doctor) are the 2.x ones.
+  const linked = s.containerd === "2" ? (["crictl", "containerd", "ctr"] as const) : (["crictl"] as const);
+  for (const b of linked) {
+    // The copy of the host's /usr/local/sbin may hold a crictl of its own: the node gets the pinned one.
+    fs.rmSync(path.join(sbin, b), { force: true });
+    fs.symlinkSync(s.binaries[b], path.join(sbin, b));
+  }
 
   const hostKeyPath = path.join(s.dir, "ssh", "ssh_host_ed25519_key");
   await runOk("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", s.name, "-f", hostKeyPath]);
@@ -138,31 +139,6 @@ export async function prepareNode(s: NodeSetup): Promise<string> {
   return `${type} ${key}`;
 }
 
-function containerdConfig(nodeDir: string): string {
-  const root = path.join(nodeDir, "containerd");
-  return `version = 2
-root = "${root}/root"
-state = "/run/containerd"
-# Snapshotters that probe kernel features or block devices only slow the start down here.
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.overlayfs"]
-
-[grpc]
-  address = "/run/containerd/containerd.sock"
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "${root}/opt"
-  [plugins."io.containerd.grpc.v1.cri"]
-    [plugins."io.containerd.grpc.v1.cri".containerd]
-      snapshotter = "native"
-    [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "/usr/lib/cni"
-      conf_dir = "/etc/cni/net.d"
-    [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = "/etc/containerd/certs.d"
-`;
-}
-
 /** Starts the node's namespaces with sshd and containerd inside; see LabNode.waitReady(). */
 export function launchNode(dir: string): Daemon {
   return spawnDaemon(
@@ -181,11 +157,12 @@ export class LabNode implements NodeDescription {
   readonly knownHostsPath: string;
   readonly hostKey: string;
   readonly containerdSocket: string;
+  readonly containerd: ContainerdFlavor;
   readonly dir: string;
   readonly pid: number;
 
   constructor(
-    d: Omit<NodeDescription, "user">,
+    d: Omit<NodeDescription, "user" | "containerd"> & { containerd?: ContainerdFlavor },
     private readonly daemon: Daemon = { pid: d.pid },
   ) {
     this.name = d.name;
@@ -195,6 +172,7 @@ export class LabNode implements NodeDescription {
     this.knownHostsPath = d.knownHostsPath;
     this.hostKey = d.hostKey;
     this.containerdSocket = d.containerdSocket;
+    this.containerd = d.containerd ?? "1.6";
     this.dir = d.dir;
     this.pid = d.pid;
   }

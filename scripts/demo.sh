@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job (`npm run demo`): the lab stack under a real `pulumi up`, end to end, on one machine.
-#   1. lab packages, kube-apiserver/etcd and the Pulumi engine (built from Go modules when missing);
+#   1. lab packages, kube-apiserver/etcd, the Pulumi engine, crictl and containerd 2.x (built from Go modules
+#      when missing);
 #   2. the lab: a TLS registry, two SSH nodes with their own containerd, the real kube-apiserver with the
 #      Cluster API CRDs, a KubeadmControlPlane + MachineDeployment and simulated CAPI controllers;
 #   3. `pulumi up --stack lab`, then a check of every claim on the real parts (lab/cluster-summary.ts);
@@ -26,6 +27,11 @@ if ! command -v pulumi >/dev/null && [ ! -x "$(bash scripts/pulumi-binaries.sh -
   say "building the Pulumi CLI and plugins from Go modules: cold, this takes 12-25 minutes on 2 cores (cached afterwards)"
 fi
 bash scripts/pulumi-binaries.sh
+# The lab's nodes run the real crictl (and containerd 2.x on nodes that ask for it), built from Go modules.
+if [ ! -x "$(bash scripts/node-binaries.sh --print-bin)/crictl" ]; then
+  say "building containerd 2.x and crictl from Go modules: cold, this takes several minutes on 2 cores (cached afterwards)"
+fi
+bash scripts/node-binaries.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/registry-trust-demo-XXXXXX")
 lab="$work/lab"

@@ -122,6 +122,8 @@ export interface StackConfig {
     readonly requireHostKeys: boolean;
     readonly allowRuntimeRestart: boolean;
     readonly probeImage?: string;
+    /** A node whose checks cannot run (missing openssl/curl/crictl) succeeds, its checks reported unverified. */
+    readonly allowUnverifiedNodes: boolean;
     readonly expiryWarningDays: number;
     /** The rotation preflight warns instead of failing when live state cannot be read. */
     readonly preflightAllowUnreachable: boolean;

@@ -322,6 +322,7 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
       requireHostKeys: requireHostKeys || production,
       allowRuntimeRestart: r.boolean("allowRuntimeRestart"),
       probeImage: probeImage || undefined,
+      allowUnverifiedNodes: r.boolean("allowUnverifiedNodes"),
       expiryWarningDays: warnDays,
       preflightAllowUnreachable: r.boolean("preflightAllowUnreachable"),
     },

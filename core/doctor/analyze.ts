@@ -248,8 +248,10 @@ function explainUnknown(r: Judged, views: TrustViews, chain: readonly CertInfo[]
       "CONFIG_PATH_NOT_SET",
       "error",
       scope,
-      `trust for ${key} is in ${g.dir}, but containerd's config_path is ${r.configPath ? `"${r.configPath}"` : "not set"} in /etc/containerd/config.toml, so containerd never reads it${works ? "; that CA would verify the registry" : ""}.`,
-      `Set config_path = "/etc/containerd/certs.d" under [plugins."io.containerd.grpc.v1.cri".registry] (containerd 2.x: [plugins."io.containerd.cri.v1.images".registry]) and restart containerd once; hosts.toml is then read per pull.`,
+      r.configPathEffect
+        ? `trust for ${key} is in ${g.dir}, but ${r.configPathEffect}${works ? "; that CA would verify the registry" : ""}.`
+        : `trust for ${key} is in ${g.dir}, but containerd's config_path is ${r.configPath ? `"${r.configPath}"` : "not set"} in /etc/containerd/config.toml, so containerd never reads it${works ? "; that CA would verify the registry" : ""}.`,
+      `Set config_path = "/etc/containerd/certs.d" (one directory) under [plugins."io.containerd.grpc.v1.cri".registry] (containerd 2.x: [plugins.'io.containerd.cri.v1.images'.registry]) and restart containerd once; hosts.toml is then read per pull.`,
       [g.dir, "/etc/containerd/config.toml"],
     );
   }

@@ -154,9 +154,12 @@ done
 for d in ${words(OS_ANCHOR_DIRS)}; do tree_records "$d" 3; done
 
 # Runtime certs.d directories, those named by containerd's config_path, and CA files the configuration names.
+# This only gathers candidates (a superset does no harm: each is just dumped); which config_path applies is
+# decided from the dumped config.toml with a TOML parser (stores.ts). containerd 1.x writes "…", 2.x '…'.
 cdirs=${q(Object.values(CERTS_DIRS).join(" "))}
 if [ -r /etc/containerd/config.toml ]; then
-  for d in $(sed -n 's/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' /etc/containerd/config.toml | tr ':' ' '); do
+  for d in $(sed -n -e 's/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*"\\([^"]*\\)".*/\\1/p' \\
+    -e "s/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*'\\([^']*\\)'.*/\\1/p" /etc/containerd/config.toml | tr ':' ' '); do
     case " $cdirs " in *" $d "*) ;; *) cdirs="$cdirs $d" ;; esac
   done
 fi

@@ -53,6 +53,8 @@ export interface RuntimeView {
   readonly locations: readonly string[];
   /** containerd's config_path, as configured ("" = not set). */
   readonly configPath?: string;
+  /** Why containerd reads no certs.d although config_path names one (containerd 2.x), for the report. */
+  readonly configPathEffect?: string;
   /** Settings read only at start, changed after the runtime started (k3s/RKE2 registries.yaml). */
   readonly changedSinceStart: readonly string[];
   readonly notes: readonly string[];
@@ -176,17 +178,62 @@ function containerdHostDir(dump: NodeDump, dir: string, key: string, notes: stri
   return { cas: readCas(dump, caPaths, notes), insecure };
 }
 
-/** "containerd github.com/containerd/containerd v1.7.2 …" or a distribution's "… 1.6.20~ds1 …" → 1. */
-function containerdMajor(version: string | undefined): number | undefined {
-  const m = /\sv?(\d+)\.\d+/.exec(version ?? "");
-  return m ? Number(m[1]) : undefined;
+/** containerd 2.x's built-in config_path (plugins/cri/images/plugin.go, Linux), used when the configured one is empty. */
+export const CONTAINERD2_DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d:/etc/docker/certs.d";
+
+/** "containerd github.com/containerd/containerd v1.7.2 …" or a distribution's "… 1.6.20~ds1 …" → [1, 7]. */
+function containerdVersion(version: string | undefined): [number, number] | undefined {
+  const m = /\sv?(\d+)\.(\d+)/.exec(version ?? "");
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+/**
+ * The CRI image plugin's settings as containerd 2.x sees them: its own table, or what it migrates from a
+ * version 2 file's `io.containerd.grpc.v1.cri` (migrateConfig in plugins/cri/images/plugin.go, v2.4.2: a
+ * few top-level keys, and snapshotter/disable_snapshot_annotations/discard_unpacked_layers from its
+ * `containerd` table only when that table has `runtimes`).
+ */
+function criImageSettings(cfg: Table): Table {
+  const own = get(cfg, "plugins", "io.containerd.cri.v1.images");
+  const v2 = get(cfg, "plugins", "io.containerd.grpc.v1.cri");
+  const out: Table = {};
+  if (isTable(v2)) {
+    for (const k of ["registry", "max_concurrent_downloads", "image_pull_with_sync_fs"]) if (k in v2) out[k] = v2[k];
+    const ctd = v2.containerd;
+    if (isTable(ctd) && "runtimes" in ctd) for (const k of ["disable_snapshot_annotations", "discard_unpacked_layers"]) if (k in ctd) out[k] = ctd[k];
+  }
+  return isTable(own) ? { ...out, ...own } : out;
+}
+
+/**
+ * Whether containerd ≥ 2.1's CRI pulls through its transfer service rather than the local client: the
+ * default, unless use_local_image_pull is set or a setting the transfer service lacks forces the local
+ * client (CheckLocalImagePullConfigs in internal/cri/config/config.go, v2.4.2). `images` is
+ * criImageSettings; absent keys take DefaultImageConfig's values (the ones `containerd config default` prints).
+ */
+function pullsThroughTransfer(images: unknown, registry: unknown): boolean {
+  const nonEmpty = (k: string) => {
+    const t = get(registry, k);
+    return isTable(t) && Object.keys(t).length > 0;
+  };
+  const v = (k: string) => get(images, k);
+  const local =
+    v("use_local_image_pull") === true ||
+    v("disable_snapshot_annotations") === false ||
+    v("discard_unpacked_layers") === true ||
+    nonEmpty("mirrors") ||
+    nonEmpty("configs") ||
+    nonEmpty("auths") ||
+    (v("max_concurrent_downloads") !== undefined && v("max_concurrent_downloads") !== 3) ||
+    v("image_pull_with_sync_fs") === true;
+  return !local;
 }
 
 function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "binary" | "processes">): RuntimeView {
   const key = endpointKey(reg);
   const notes: string[] = [];
   const version = dump.versions.get("containerd");
-  const major = containerdMajor(version) ?? 1;
+  const [major, minor] = containerdVersion(version) ?? [1, 0];
   const cfgPath = "/etc/containerd/config.toml";
   const raw = text(dump, cfgPath);
   let cfg: Table = {};
@@ -199,12 +246,27 @@ function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "
   } else {
     notes.push(`${cfgPath} does not exist: containerd runs on its defaults`);
   }
-  const section =
-    get(cfg, "plugins", "io.containerd.cri.v1.images", "registry") ?? get(cfg, "plugins", "io.containerd.grpc.v1.cri", "registry") ?? get(cfg, "plugins", "cri", "registry");
+  // containerd 2.x's layout (config version 3 and 4) first; a version 2 file is migrated into it on load.
+  const images = get(cfg, "plugins", "io.containerd.cri.v1.images") ?? get(cfg, "plugins", "io.containerd.grpc.v1.cri") ?? get(cfg, "plugins", "cri");
+  const section = get(images, "registry");
   const configured = get(section, "config_path");
-  const configPath = typeof configured === "string" ? configured : major >= 2 ? "/etc/containerd/certs.d:/etc/docker/certs.d" : "";
-  const roots = configPath.split(":").filter(Boolean);
-  if (typeof configured !== "string" && major >= 2) notes.push(`config_path is not set: containerd ${major}.x reads ${configPath} by default`);
+  // containerd 2.x (plugins/cri/images/plugin.go) falls back to its Docker-compatible default when
+  // config_path is empty — absent or the `config_path = ''` its own `config default` writes — and no
+  // legacy mirrors are set; 1.x reads no certs.d at all then.
+  const mirrors = get(section, "mirrors");
+  const hasMirrors = isTable(mirrors) && Object.keys(mirrors).length > 0;
+  const defaulted = major >= 2 && !configured && !hasMirrors;
+  const configPath = typeof configured === "string" && configured ? configured : defaulted ? CONTAINERD2_DEFAULT_CONFIG_PATH : "";
+  if (defaulted) notes.push(`config_path is ${configured === "" ? "empty" : "not set"}: containerd ${major}.x reads ${configPath} by default`);
+  // containerd 2.1+ hands config_path to its transfer service, which joins it with the host as ONE
+  // directory (core/transfer/registry: HostDirFromRoot), so a list — the built-in default included — makes
+  // it look in "<a>:<b>/<host:port>" and read no certs.d at all (containerd/containerd#12808, open for 2.4.2).
+  const listIgnored = (major > 2 || (major === 2 && minor >= 1)) && configPath.includes(":") && pullsThroughTransfer(criImageSettings(cfg), section);
+  const roots = listIgnored ? [configPath] : configPath.split(":").filter(Boolean);
+  const configPathEffect = listIgnored
+    ? `containerd ${major}.${minor} pulls through its transfer service, which takes config_path "${configPath}"${defaulted ? " (its built-in default)" : ""} as one directory, not a list (containerd/containerd#12808), so it reads no certs.d directory`
+    : undefined;
+  if (configPathEffect) notes.push(configPathEffect);
   const caFiles: CertFile[] = [];
   const insecure: Insecure[] = [];
   const portless: DirTrust[] = [];
@@ -226,8 +288,11 @@ function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "
     if (reg.port !== 443) {
       for (const r of roots) if (exists(dump, `${r}/${reg.host}`)) portless.push({ dir: `${r}/${reg.host}`, cas: containerdHostDir(dump, `${r}/${reg.host}`, key, notes).cas });
     }
-    const unread = `${CERTS_DIRS.containerd}/${key}`;
-    if (!roots.includes(CERTS_DIRS.containerd) && exists(dump, unread)) ignored.push({ dir: unread, cas: containerdHostDir(dump, unread, key, notes).cas });
+    const unreadRoots = new Set([CERTS_DIRS.containerd, ...(listIgnored ? configPath.split(":").filter(Boolean) : [])]);
+    for (const r of unreadRoots) {
+      const unread = `${r}/${key}`;
+      if (!roots.includes(r) && exists(dump, unread)) ignored.push({ dir: unread, cas: containerdHostDir(dump, unread, key, notes).cas });
+    }
     if (!configPath) {
       // config_path unset: containerd 1.x's deprecated registry.configs."<host>".tls still applies.
       const tls = get(section, "configs", key, "tls");
@@ -246,6 +311,7 @@ function containerdView(dump: NodeDump, reg: Endpoint, base: Pick<RuntimeView, "
     ignored,
     locations: [cfgPath, ...roots.map((r) => `${r}/${key}/`)],
     configPath: typeof configured === "string" ? configured : "",
+    configPathEffect,
     changedSinceStart: [],
     notes,
   };

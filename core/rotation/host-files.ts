@@ -61,7 +61,9 @@ export function hostFilesScript(spec: HostFilesSpec, chainPem: string, keyPem: s
     'tmp_cert=""; tmp_key=""',
     'cleanup() { rm -f "$tmp_cert" "$tmp_key"; }',
     "trap cleanup EXIT",
-    'mkdir -p "$(dirname "$cert")" "$(dirname "$key")"',
+    // umask 077 keeps the temporary key private from its first byte, but directories made under it would be
+    // 0700 and a registry that does not run as root could not reach its certificate: make them 0755.
+    '(umask 022 && mkdir -p "$(dirname "$cert")" "$(dirname "$key")")',
     'tmp_cert=$(mktemp "$cert.registry-trust.XXXXXX")',
     'tmp_key=$(mktemp "$key.registry-trust.XXXXXX")',
     `printf '%s' ${quote(b64(chainPem))} | base64 -d > "$tmp_cert"`,

@@ -11,6 +11,7 @@ import { machineDeploymentRolloutState } from "../workers/rollout";
 import { configRefName } from "../workers/template";
 import { CertInfo } from "../x509/cert";
 import { parsePemCertificates } from "../x509/pem";
+import { ProblemCode } from "../x509/problems";
 import { verifyServing } from "../x509/verify";
 import { FetchChain, chainFromDer, describeCert, issuingGeneration } from "./served";
 import { RECORD_KEY, recordName, recordNamespaces } from "./record";
@@ -320,7 +321,7 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
     if (!bundle) continue;
     const anchors = parsePemCertificates(bundle.pem, "bundle").certs;
     const verdict = verifyServing({ bundle: anchors, chain, now: live.readAt });
-    const untrusted = verdict.problems.find((p) => p.code === "UNKNOWN_AUTHORITY" || p.code === "MISSING_INTERMEDIATE" || p.code === "BAD_SIGNATURE");
+    const untrusted = verdict.problems.find((p) => NO_CHAIN_TO_BUNDLE.has(p.code));
     if (untrusted) {
       add("overlap", `${source} serves ${describeCert(leaf)}, which the new bundle does not trust (${untrusted.code}): distributing it would break every pull. ` +
         "Keep that certificate's CA in the bundle until the registry serves a certificate from the new CA.");
@@ -328,6 +329,9 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
   }
   return out;
 }
+
+/** Refusals meaning no chain from the served leaf to the bundle could be built (rather than, say, expiry). */
+const NO_CHAIN_TO_BUNDLE: ReadonlySet<ProblemCode> = new Set(["UNKNOWN_AUTHORITY", "MISSING_INTERMEDIATE", "BAD_SIGNATURE", "CHAIN_BUILD_BUDGET_EXCEEDED", "POLICY_INVALID"]);
 
 export interface Verdict {
   /** The refusal, when there is one: every blocking finding, with what to do. */

@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { ApiServer, findAssets, StartOptions, startApiServer } from "./apiserver";
-import { GROUP, NAMESPACE, PLURAL, kcpBody } from "./kcp-support";
-import { HEARTBEAT_ANNOTATION, KcpVersion, SimCapiController } from "./sim-capi-controller";
+import { ApiServer, findAssets, StartOptions, startApiServer } from "../../lab/apiserver";
+import { GROUP, NAMESPACE, PLURAL, kcpBody } from "../../lab/capi-objects";
+import { HEARTBEAT_ANNOTATION, KcpVersion, SimCapiController } from "../../lab/sim-capi-controller";
 import { until } from "../support/until";
 
 jest.setTimeout(120_000);

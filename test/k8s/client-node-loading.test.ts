@@ -7,7 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
-import { ApiServer, startApiServer } from "./apiserver";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
 
 jest.setTimeout(120_000);
 

@@ -8,10 +8,11 @@ import type { ControlPlaneTrustInputs } from "../../components/control-plane-tru
 import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles } from "./kcp-support";
+import { createKcp, NAMESPACE, realApi, startSim } from "../../lab/capi-objects";
+import { SimCapiController } from "../../lab/sim-capi-controller";
 import { SerializedProvider, loadSerializedProvider, serializeProvider } from "./serialized-provider";
-import { caBundles, createKcp, NAMESPACE, realApi, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
 
 jest.setTimeout(120_000);
 

@@ -14,12 +14,13 @@ import { leaseRef } from "../../core/kcp/lease";
 import { FileEntry } from "../../core/kcp/plan";
 import { SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, createKcp, expectTrustEntries, fastOptions, NAMESPACE, OTHERS_FILES, realApi, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";
+import { createKcp, NAMESPACE, OTHERS_FILES, realApi, startSim, createMachineDeployment, createTemplate, templateRef, workerApi } from "../../lab/capi-objects";
+import { SimCapiController } from "../../lab/sim-capi-controller";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 import { writeWorkerTrust, WorkerEvent } from "../../core/workers/sequencer";
 import { configRefName } from "../../core/workers/template";
-import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 

@@ -11,9 +11,11 @@ import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, createKcp, expectTrustEntries, fastOptions, NAMESPACE, OTHERS_FILES, realApi, slowWriter, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
+import { until } from "../support/until";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles, expectTrustEntries, fastOptions, slowWriter } from "./kcp-support";
+import { createKcp, NAMESPACE, OTHERS_FILES, realApi, startSim } from "../../lab/capi-objects";
+import { SimCapiController } from "../../lab/sim-capi-controller";
 
 jest.setTimeout(120_000);
 
@@ -265,14 +267,15 @@ describe("v1beta2 (CAPI's storage version)", () => {
   });
 
   // The scenario of the first incident: two rotations 100 ms apart. The Lease serializes them.
-  test("scenario: two rotations started 100 ms apart run one after the other and the second bundle wins", async () => {
+  test("scenario: a second rotation started while the first holds the Lease runs after it, and the second bundle wins", async () => {
     const name = "scenario";
     const target = { namespace: NAMESPACE, name };
     const others = JSON.stringify(files(await createKcp(env, "v1beta2", name)));
     const controller = sim(name, "v1beta2", { observeDelayMs: 100, rolloutDelayMs: 800 });
     const timeline: SequencerEvent[] = [];
     const first = applyControlPlaneTrust(api, target, { endpoints, bundlePem: bundleB }, options("stack/rotation-1", timeline));
-    await new Promise((r) => setTimeout(r, 100));
+    // The incident's timing: the second rotation starts while the first is under way (it holds the Lease).
+    await until("the first rotation to hold the Lease", 20_000, async () => (timeline.some((e) => e.holder === "stack/rotation-1" && e.phase === "lease-acquired") ? true : undefined));
     const second = applyControlPlaneTrust(api, target, { endpoints, bundlePem: bundleC }, options("stack/rotation-2", timeline));
     const [r1, r2] = await Promise.all([first, second]);
 

@@ -1,24 +1,12 @@
 // Shared by the KCP sequencer tests and the contention benchmark: objects on the real apiserver, real
 // certificates, and the simulated CAPI controller. Nothing here stands in for Kubernetes itself.
 import { createHash } from "node:crypto";
-import * as k8s from "@kubernetes/client-node";
 import { parse as parseToml } from "smol-toml";
-import { clientNodeKcpApi, KcpApi, KcpObject, KcpVersion } from "../../core/kcp/api";
+import { KcpApi } from "../../core/kcp/api";
 import { FileEntry } from "../../core/kcp/plan";
 import { TestPki } from "../support/pki";
-import { ApiServer } from "./apiserver";
-import { SimCapiController, SimCapiControllerOptions } from "./sim-capi-controller";
 
-export const NAMESPACE = "default";
-export const GROUP = "controlplane.cluster.x-k8s.io";
-export const PLURAL = "kubeadmcontrolplanes";
 
-/** Files other writers put into the KCP; the sequencer must keep them byte for byte. */
-export const OTHERS_FILES: FileEntry[] = [
-  { path: "/etc/kubernetes/admission.yaml", owner: "root:root", permissions: "0600", content: "apiVersion: v1\nkind: Config\n# keep   spacing\t\n" },
-  { path: "/etc/platform/motd", encoding: "base64", content: "aGVsbG8K", append: true },
-  { path: "/etc/platform/token", contentFrom: { secret: { name: "platform-token", key: "token" } }, permissions: "0400" },
-];
 
 /**
  * Checks `ours` (our entries as they came back from the apiserver) against what containerd needs for
@@ -46,27 +34,8 @@ export function expectTrustEntries(ours: FileEntry[], bundlePem: string, mirrorO
   return { paths: ours.map((f) => f.path), commands: [], bundleHash: createHash("sha256").update(bundlePem).digest("hex") };
 }
 
-export function kcpBody(version: KcpVersion, name: string, files: FileEntry[] = OTHERS_FILES, extra: Record<string, unknown> = {}): KcpObject {
-  const machineTemplate =
-    version === "v1beta2"
-      ? { spec: { infrastructureRef: { apiGroup: "infrastructure.cluster.x-k8s.io", kind: "DockerMachineTemplate", name: "cp" } } }
-      : { infrastructureRef: { apiVersion: "infrastructure.cluster.x-k8s.io/v1beta1", kind: "DockerMachineTemplate", name: "cp" } };
-  return {
-    apiVersion: `${GROUP}/${version}`,
-    kind: "KubeadmControlPlane",
-    metadata: { name, namespace: NAMESPACE },
-    spec: { replicas: 3, version: "v1.37.2", machineTemplate, kubeadmConfigSpec: { files, preKubeadmCommands: ["echo platform-first"], ...extra } },
-  };
-}
 
-export async function createKcp(env: ApiServer, version: KcpVersion, name: string, files: FileEntry[] = OTHERS_FILES): Promise<KcpObject> {
-  const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-  return (await custom.createNamespacedCustomObject({ group: GROUP, version, namespace: NAMESPACE, plural: PLURAL, body: kcpBody(version, name, files) })) as KcpObject;
-}
 
-export function realApi(env: ApiServer): KcpApi {
-  return clientNodeKcpApi(k8s, env.kubeConfig);
-}
 
 /**
  * The real API with a pause between our read and our write, as a slow client would have: the simulated
@@ -87,11 +56,6 @@ export function slowWriter(api: KcpApi, pauseMs: number, times = Infinity): KcpA
   return wrapped;
 }
 
-export function startSim(env: ApiServer, name: string, version: KcpVersion, opts: Partial<SimCapiControllerOptions> = {}): SimCapiController {
-  const sim = new SimCapiController({ kubeConfig: env.kubeConfig, namespace: NAMESPACE, name, version, observeDelayMs: 30, rolloutDelayMs: 250, ...opts });
-  sim.start();
-  return sim;
-}
 
 /** `n` distinct real CA bundles of one self-signed P-256 root each. */
 export function caBundles(pki: TestPki, n: number): string[] {

@@ -17,10 +17,11 @@ import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/se
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { Issued, TestPki } from "../support/pki";
 import { until } from "../support/until";
-import { ApiServer, startApiServer } from "./apiserver";
-import { NAMESPACE, createKcp, fastOptions, realApi, startSim } from "./kcp-support";
-import { SimCapiController } from "./sim-capi-controller";
-import { SimMachineDeploymentController, createMachineDeployment, createTemplate, templateRef } from "./worker-trust-support";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { NAMESPACE, createKcp, realApi, startSim, createMachineDeployment, createTemplate, templateRef } from "../../lab/capi-objects";
+import { fastOptions } from "./kcp-support";
+import { SimCapiController } from "../../lab/sim-capi-controller";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 
 jest.setTimeout(180_000);
 

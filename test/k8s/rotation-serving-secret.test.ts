@@ -14,7 +14,7 @@ import { BUNDLE_ANNOTATION } from "../../core/rotation/serving-secret";
 import { parsePemCertificates } from "../../core/x509/pem";
 import { Engine, offlineEngine } from "../e2e/engine";
 import { Issued, TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
 
 jest.setTimeout(300_000);
 

@@ -8,10 +8,11 @@ import { FileEntry } from "../../core/kcp/plan";
 import { configRefName } from "../../core/workers/template";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles } from "./kcp-support";
+import { NAMESPACE, createMachineDeployment, createTemplate, templateRef, workerApi } from "../../lab/capi-objects";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 import { SerializedProvider, loadSerializedProvider, serializeProvider } from "./serialized-provider";
-import { caBundles, NAMESPACE } from "./kcp-support";
-import { createMachineDeployment, createTemplate, SimMachineDeploymentController, templateRef, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 

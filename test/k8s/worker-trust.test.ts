@@ -8,12 +8,14 @@ import { removeWorkerTrust, WorkerEvent, WorkerOptions, writeWorkerTrust } from 
 import { BASE_ANNOTATION, configRefName } from "../../core/workers/template";
 import { CapiVersion, WorkerApi } from "../../core/workers/api";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "./apiserver";
-import { caBundles, expectTrustEntries, fastOptions, NAMESPACE, OTHERS_FILES } from "./kcp-support";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";
+import { NAMESPACE, OTHERS_FILES, createMachineDeployment, createTemplate, templateRef, workerApi } from "../../lab/capi-objects";
+import { grant, userKubeConfig } from "./worker-trust-support";
+import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 import * as k8s from "@kubernetes/client-node";
 import { clientNodeWorkerApi } from "../../core/workers/api";
 import { MD_LABEL } from "../../core/workers/template";
-import { createMachineDeployment, createTemplate, grant, SimMachineDeploymentController, templateRef, userKubeConfig, workerApi } from "./worker-trust-support";
 
 jest.setTimeout(120_000);
 

@@ -29,9 +29,10 @@ import { bundleGenerations } from "../../core/pki/plan";
 import { clientNodeClusterReader, evaluatePreflight, LiveReaders, PreflightPlan, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { startLab, type Lab } from "../../lab/lab";
-import { ApiServer, startApiServer } from "../k8s/apiserver";
-import { createKcp, fastOptions, NAMESPACE, realApi, slowWriter, startSim } from "../k8s/kcp-support";
-import { SimCapiController } from "../k8s/sim-capi-controller";
+import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { createKcp, NAMESPACE, realApi, startSim } from "../../lab/capi-objects";
+import { fastOptions, slowWriter } from "../k8s/kcp-support";
+import { SimCapiController } from "../../lab/sim-capi-controller";
 import {
   endpointsOf, Generation, generationsIn, installOnNode, isRestartGap, makeGenerations, PullSample, PullSampler, servedGeneration,
   X509_UNKNOWN_AUTHORITY,

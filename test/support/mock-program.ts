@@ -27,7 +27,7 @@ process.on("unhandledRejection", fail);
 
 let outputs: Record<string, unknown> = {};
 // An async program (`export = async () => …`) runs as the engine runs it: called, then awaited.
-const loaded = (async () => {
+void (async () => {
   try {
     const exported = require(resolve(process.argv[2]));
     outputs = (typeof exported === "function" ? await exported() : exported) ?? {};
@@ -36,14 +36,12 @@ const loaded = (async () => {
   }
 })();
 
-// Finish as the engine's language host does: the program's module has run, then every outstanding resource
-// registration and apply has drained (disconnect waits for the RPC queue). One turn of the event loop after
-// that lets unhandled rejections from the last callbacks be reported before the outcome is printed.
-void (async () => {
-  await loaded;
-  await pulumi.runtime.disconnect();
-  await new Promise((r) => setImmediate(r));
+// The outcome is printed when the program has finished: once the event loop has nothing left to run
+// ('beforeExit'), every registration and apply that could still happen has happened. (Waiting for the
+// SDK's RPC queue instead would hang on a registration that failed, and a fixed delay would miss late
+// failures.)
+process.once("beforeExit", () => {
   mocks.pki.cleanup();
   const resources = mocks.resources.map((r) => ({ type: r.type, name: r.name }));
   process.stdout.write(`${JSON.stringify({ resources, outputs: Object.keys(outputs), errors: [...new Set(failures)] })}\n`);
-})();
+});

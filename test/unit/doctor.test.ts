@@ -3,6 +3,8 @@
  * certificates from openssl. What each runtime reads, when, and what Go refuses is what is asserted; the
  * same causes on real nodes are in test/lab/doctor.test.ts.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { DoctorInput, DoctorReport, chainFromSClient, diagnose } from "../../core/doctor/analyze";
 import { DumpError, parseDump } from "../../core/doctor/dump";
 import { Finding, rankFindings } from "../../core/doctor/findings";
@@ -172,10 +174,52 @@ describe("trust containerd does not read", () => {
     expect(codes(r)).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
     expect(serious(r)[0].message).toContain("that CA would verify the registry");
     expect(serious(r)[0].fix).toContain('config_path = "/etc/containerd/certs.d"');
-    // containerd 2.x reads /etc/containerd/certs.d by default.
-    const v2 = run({ files, containerdVersion: "containerd github.com/containerd/containerd/v2 v2.1.0 abc" });
-    expect(v2.healthy).toBe(true);
-    expect(v2.runtimes[0].notes).toContain("config_path is not set: containerd 2.x reads /etc/containerd/certs.d:/etc/docker/certs.d by default");
+    // containerd 2.0 reads /etc/containerd/certs.d by default.
+    const v20 = run({ files, containerdVersion: "containerd github.com/containerd/containerd/v2 v2.0.5 abc" });
+    expect(v20.healthy).toBe(true);
+    expect(v20.runtimes[0].notes).toContain("config_path is not set: containerd 2.x reads /etc/containerd/certs.d:/etc/docker/certs.d by default");
+  });
+
+  describe("containerd 2.x's own default config (test/fixtures/runtime-configs/containerd/2.4.2-default.toml)", () => {
+    const fixture = readFileSync(join(__dirname, "../fixtures/runtime-configs/containerd/2.4.2-default.toml"), "utf8");
+    const V242 = "containerd github.com/containerd/containerd/v2 v2.4.2 gomod-v2.4.2";
+    const trust = { [`${CERTS}/hosts.toml`]: hostsToml(`${CERTS}/ca.crt`), [`${CERTS}/ca.crt`]: root.certPem };
+
+    test("2.1+ pulls through the transfer service, which takes the built-in list as one directory: certs.d is not read", () => {
+      const r = run({ files: { "/etc/containerd/config.toml": fixture, ...trust }, containerdVersion: V242 });
+      expect(codes(r)).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
+      expect(serious(r)[0].message).toContain("containerd/containerd#12808");
+      expect(serious(r)[0].fix).toContain(`config_path = "/etc/containerd/certs.d" (one directory)`);
+      expect(r.runtimes[0].looksAt).toEqual(["/etc/containerd/config.toml", `/etc/containerd/certs.d:/etc/docker/certs.d/${KEY}/`]);
+      // Docker's directory, also in the list, is not read either.
+      const docker = run({ files: { "/etc/containerd/config.toml": fixture, [`/etc/docker/certs.d/${KEY}/ca.crt`]: root.certPem }, commands: ["containerd", "crictl"], containerdVersion: V242 });
+      expect(codes(docker)).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
+    });
+
+    test("one directory in config_path, or the local pull client, reads certs.d", () => {
+      const one = fixture.replace("config_path = ''\n", "config_path = '/etc/containerd/certs.d'\n");
+      expect(one).not.toBe(fixture);
+      expect(run({ files: { "/etc/containerd/config.toml": one, ...trust }, containerdVersion: V242 }).healthy).toBe(true);
+      const local = fixture.replace("use_local_image_pull = false", "use_local_image_pull = true");
+      expect(local).not.toBe(fixture);
+      const r = run({ files: { "/etc/containerd/config.toml": local, ...trust }, containerdVersion: V242 });
+      expect(r.healthy).toBe(true);
+      expect(r.runtimes[0].looksAt).toEqual(["/etc/containerd/config.toml", `/etc/containerd/certs.d/${KEY}/`, `/etc/docker/certs.d/${KEY}/`]);
+      // A version 2 file: 2.4.2 migrates [plugins."io.containerd.grpc.v1.cri".containerd] discard_unpacked_layers
+      // only when that table also has runtimes (both cases seen on a lab node: pull ok / x509).
+      const v2file = `version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  discard_unpacked_layers = true\n`;
+      const withRuntimes = `${v2file}[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n`;
+      expect(run({ files: { "/etc/containerd/config.toml": withRuntimes, ...trust }, containerdVersion: V242 }).healthy).toBe(true);
+      expect(codes(run({ files: { "/etc/containerd/config.toml": v2file, ...trust }, containerdVersion: V242 }))).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
+      expect(codes(run({ files: { "/etc/containerd/config.toml": "version = 2\n", ...trust }, containerdVersion: V242 }))).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
+    });
+  });
+
+  test("containerd 1.6's own default config (config_path = \"\"): certs.d is not read", () => {
+    const fixture = readFileSync(join(__dirname, "../fixtures/runtime-configs/containerd/1.6-default.toml"), "utf8");
+    const r = run({ files: { "/etc/containerd/config.toml": fixture, [`${CERTS}/hosts.toml`]: hostsToml(`${CERTS}/ca.crt`), [`${CERTS}/ca.crt`]: root.certPem } });
+    expect(codes(r)).toEqual(["CONFIG_PATH_NOT_SET@containerd"]);
+    expect(r.runtimes[0].configPath).toBe("");
   });
 
   test("containerd 1.x without config_path: the deprecated registry.configs tls.ca_file still applies; its insecure_skip_verify is a risk", () => {

@@ -14,6 +14,15 @@ const COMMAND = "command:remote:Command";
 const UNREACHABLE = "127.0.0.99";
 /** A node whose report names another bundle than the one sent. */
 const WRONG_BUNDLE = "127.0.0.66";
+/** A node without curl and openssl: its TLS probes are reported unverified. */
+const NO_TOOLS = "127.0.0.77";
+/** A node whose report lacks one of the checks its script was rendered with. */
+const SHORT_REPORT = "127.0.0.78";
+/** What a node's script reports when every check passes (the probes through each trust location), as a node prints it. */
+const DEBIAN_CHECKS = ["tls:registry.test:5000@/etc/ssl/certs/ca-certificates.crt", "tls:registry.test:5000@/etc/containerd/certs.d/registry.test:5000/ca.crt"];
+const RHEL_CRIO_CHECKS = [
+  "tls:registry.test:5000@/etc/pki/tls/certs/ca-bundle.crt", "tls:registry.test:5000@/etc/containerd/certs.d/registry.test:5000/ca.crt", "tls:registry.test:5000@/etc/containers/certs.d/registry.test:5000/ca.crt",
+];
 
 /**
  * The engine and the command provider are mocked: a Command "runs" by answering with a report line as a
@@ -30,7 +39,7 @@ class CommandMocks implements pulumi.runtime.Mocks {
     const sent = /sha256:([0-9a-f]{64})/.exec(args.inputs.create)![1];
     const report: NodeReport = {
       action: "install", os: "debian", changed: [`/etc/containerd/certs.d/registry.test:5000/ca.crt`], restarted: [],
-      verified: ["openssl-verify:/etc/containerd/certs.d/registry.test:5000/ca.crt"], bundleSha256: connection.host === WRONG_BUNDLE ? "f".repeat(64) : sent,
+      verified: connection.host === "127.0.0.13" ? RHEL_CRIO_CHECKS : DEBIAN_CHECKS, bundleSha256: connection.host === WRONG_BUNDLE ? "f".repeat(64) : sent,
     };
     return { id: `${args.name}-id`, state: { ...args.inputs, stdout: `installing\n${NODE_REPORT_PREFIX}${JSON.stringify(report)}`, stderr: "" } };
   }
@@ -88,7 +97,10 @@ function runIsolated(args: NodeTrustArgs): { registered: string[]; results: Reco
         const c = a.inputs.connection["${SECRET_SIG}"] ? a.inputs.connection.value : a.inputs.connection;
         if (c.host === ${JSON.stringify(UNREACHABLE)}) throw new Error("after 3 failed attempts: dial tcp " + c.host + ":22: connect: connection refused");
         const sent = /sha256:([0-9a-f]{64})/.exec(a.inputs.create)![1];
-        const report = { action: "install", os: "debian", changed: [], restarted: [], verified: [], bundleSha256: c.host === ${JSON.stringify(WRONG_BUNDLE)} ? "f".repeat(64) : sent };
+        const all = ${JSON.stringify(DEBIAN_CHECKS)};
+        const verified = c.host === ${JSON.stringify(NO_TOOLS)} ? [] : c.host === ${JSON.stringify(SHORT_REPORT)} ? all.slice(1) : all;
+        const unverified = c.host === ${JSON.stringify(NO_TOOLS)} ? all : [];
+        const report = { action: "install", os: "debian", changed: [], restarted: [], verified, unverified, bundleSha256: c.host === ${JSON.stringify(WRONG_BUNDLE)} ? "f".repeat(64) : sent };
         return { id: a.name, state: { ...a.inputs, stdout: ${JSON.stringify(NODE_REPORT_PREFIX)} + JSON.stringify(report) } };
       },
       call: () => ({}),
@@ -191,7 +203,7 @@ describe("NodeTrust", () => {
     expect(results.map((r) => [r.node, r.host])).toEqual([["a", "127.0.0.11"], ["b", "127.0.0.12"], ["c", "127.0.0.13"]]);
     const a = await valueOf(trust.nodeResults.a);
     expect(a).toMatchObject({ action: "install", restarted: [], bundleSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    expect(a.verified[0]).toMatch(/^openssl-verify:/);
+    expect(a.verified).toEqual(DEBIAN_CHECKS);
   });
 
   test("a new bundle changes stdin and the command text, so the engine updates in place rather than replacing", async () => {
@@ -213,6 +225,22 @@ describe("NodeTrust checks what each node reports", () => {
     expect(outcome.results).toEqual({ good: expect.objectContaining({ node: "good", bundleSha256: sha256(bundlePem) }) });
     expect(outcome.errors.join("\n")).toContain(`node odd (${WRONG_BUNDLE}) reports bundle sha256 ${"f".repeat(64)}, expected ${sha256(bundlePem)}`);
     expect(outcome.errors.join("\n")).not.toMatch(/node good/);
+  });
+
+  test("a node that could not run its checks fails, naming them, unless unverified nodes are allowed", () => {
+    const strict = runIsolated({ ...baseArgs, nodes: [node("good", "127.0.0.31"), node("bare", NO_TOOLS)] });
+    expect(strict.results).toEqual({ good: expect.objectContaining({ node: "good" }) });
+    expect(strict.errors.join("\n")).toContain(`node bare (${NO_TOOLS}) did not verify ${DEBIAN_CHECKS.join(", ")}`);
+    expect(strict.errors.join("\n")).toContain("allowUnverifiedNodes");
+    const lax = runIsolated({ ...baseArgs, allowUnverified: true, nodes: [node("bare", NO_TOOLS)] });
+    expect(lax.errors).toEqual([]);
+    expect(lax.results).toEqual({ bare: expect.objectContaining({ verified: [], unverified: DEBIAN_CHECKS }) });
+  });
+
+  test("a report without one of the checks the script was rendered with fails, even with unverified nodes allowed", () => {
+    const outcome = runIsolated({ ...baseArgs, allowUnverified: true, nodes: [node("short", SHORT_REPORT)] });
+    expect(outcome.results).toEqual({});
+    expect(outcome.errors.join("\n")).toContain(`node short (${SHORT_REPORT}) did not verify ${DEBIAN_CHECKS[0]}`);
   });
 });
 

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import YAML from "yaml";
 
-const repoRoot = path.resolve(__dirname, "..", "..");
+const repoRoot = path.resolve(__dirname, "..");
 
 export interface K8sAssets {
   kubeApiserver: string;
