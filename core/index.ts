@@ -12,7 +12,7 @@ export { parseEndpoint, endpointKey, hostProblem, portProblem, type Endpoint } f
 
 // x509: parse, assemble, verify
 export { parsePemCertificates, toPem, type ParsedPem } from "./x509/pem";
-export { parseCertificate, summarizeCert, describePublicKey, type CertInfo, type CertSummary, type PublicKeyInfo, type NameConstraintSet } from "./x509/cert";
+export { parseCertificate, summarizeCert, describePublicKey, type CertInfo, type CertSummary, type IpNet, type NameConstraintSet, type PublicKeyInfo, type SigAlg } from "./x509/cert";
 export { assembleBundle, bundleHash, inspectBundle, type BundleReport } from "./x509/bundle";
 export { verifyServing, type VerifyInput, type Verdict } from "./x509/verify";
 export { formatProblem, hasErrors, PROBLEM_CODES, type Problem, type ProblemCode, type Severity } from "./x509/problems";
