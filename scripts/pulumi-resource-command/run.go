@@ -57,15 +57,16 @@ func (c *capture) text() string { return strings.TrimSuffix(c.all.String(), "\n"
 
 // run is one execution of a command line: create, update or delete.
 type run struct {
-	op     string // create | update | delete
-	line   string
-	env    map[string]string
-	stdout string
-	stderr string
+	op      string // create | update | delete
+	line    string
+	env     map[string]string // the command's environment: a variable the server refuses fails the run
+	prevEnv map[string]string // PULUMI_COMMAND_STDOUT/STDERR of the previous run: refused only warns
+	stdout  string
+	stderr  string
 }
 
-// execute runs r for the command and returns its stdout/stderr. A non-zero exit is an error that carries
-// the ends of stderr and stdout, never stdin (it may hold a script or data the user did not mean to show).
+// execute runs r for the command and returns its stdout/stderr. A remote failure is upstream's
+// "<error>: running "<line>":\n<stdout and stderr>"; stdin is never shown (it may hold a script or data).
 func (p *provider) execute(ctx context.Context, urn string, c *command, r *run) error {
 	logLine := func(stream string) func(string) {
 		if c.logging == "none" || (c.logging != "stdoutAndStderr" && c.logging != stream) {
@@ -76,24 +77,40 @@ func (p *provider) execute(ctx context.Context, urn string, c *command, r *run) 
 	stdout := &capture{log: logLine("stdout")}
 	stderr := &capture{log: logLine("stderr")}
 	sinks := outputSinks{stdout, stderr}
-	var exitErr, err error
+	var err error
 	switch c.typ {
 	case remoteCommandType:
-		exitErr, err = runRemote(ctx, c.conn, r.line, c.stdin, r.env, sinks,
+		err = runRemote(ctx, c.conn, r.line, c.stdin, r.env, r.prevEnv, sinks,
 			func(msg string) { p.log.status(urn, msg) }, func(msg string) { p.log.warn(urn, msg) })
+		stdout.flush()
+		stderr.flush()
+		r.stdout, r.stderr = stdout.text(), stderr.text()
+		return err
 	default:
-		exitErr, err = runLocal(ctx, c, r.line, r.env, sinks)
+		var exitErr error
+		exitErr, err = runLocal(ctx, c, r.line, mergeEnv(r.env, r.prevEnv), sinks)
+		stdout.flush()
+		stderr.flush()
+		r.stdout, r.stderr = stdout.text(), stderr.text()
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.op, err)
+		}
+		if exitErr != nil {
+			return fmt.Errorf("%s command %v\n%s%s", r.op, exitErr, tail("stderr", r.stderr), tail("stdout", r.stdout))
+		}
+		return nil
 	}
-	stdout.flush()
-	stderr.flush()
-	r.stdout, r.stderr = stdout.text(), stderr.text()
-	if err != nil {
-		return fmt.Errorf("%s: %w", r.op, err)
+}
+
+func mergeEnv(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
 	}
-	if exitErr != nil {
-		return fmt.Errorf("%s command %v\n%s%s", r.op, exitErr, tail("stderr", r.stderr), tail("stdout", r.stdout))
+	for k, v := range b {
+		out[k] = v
 	}
-	return nil
+	return out
 }
 
 const tailLines = 20
