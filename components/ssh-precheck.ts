@@ -38,7 +38,7 @@ export function sshGate(args: SshGateArgs, resource: pulumi.Resource): pulumi.Ou
     ]);
     const lines: string[] = [];
     if (agentProblem) {
-      lines.push(`${agentProblem}: the command plugin dials it for every connection, even with sshPrivateKey, and would fail every node (and every later delete). ` +
+      lines.push(`${agentProblem}: the command plugin dials it for every connection, even with sshPrivateKey, and would fail ${args.targets.map((t) => t.name).join(", ")} (and every later delete). ` +
         "Start the agent again and point SSH_AUTH_SOCK at it, or run pulumi without it (env -u SSH_AUTH_SOCK pulumi up) when sshPrivateKey is set");
     }
     if (failures.length > 0) lines.push(formatPrecheckFailures(failures));

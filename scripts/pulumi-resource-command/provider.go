@@ -231,7 +231,7 @@ func newID() string {
 
 func (p *provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
 	props, err := p.runCommand(req.GetType(), req.GetUrn(), req.GetProperties(), req.GetPreview(), req.GetTimeout(),
-		func(c *command) *run { return &run{op: "create", line: c.create, env: c.environment} })
+		func(c *command) *run { return &run{line: c.create, env: c.environment} })
 	if err != nil || req.GetPreview() {
 		return &pulumirpc.CreateResponse{Properties: props}, err
 	}
@@ -245,9 +245,9 @@ func (p *provider) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pul
 	}
 	props, err := p.runCommand(req.GetType(), req.GetUrn(), req.GetNews(), req.GetPreview(), req.GetTimeout(), func(c *command) *run {
 		if c.update == "" {
-			return &run{op: "update (running create, no update command)", line: c.create, env: c.environment, prevEnv: previousOutputEnv(c, olds)}
+			return &run{line: c.create, env: c.environment, prevEnv: previousOutputEnv(c, olds)}
 		}
-		return &run{op: "update", line: c.update, env: c.environment, prevEnv: previousOutputEnv(c, olds)}
+		return &run{line: c.update, env: c.environment, prevEnv: previousOutputEnv(c, olds)}
 	})
 	return &pulumirpc.UpdateResponse{Properties: props}, err
 }
@@ -304,7 +304,7 @@ func (p *provider) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emp
 	}
 	ctx, cancel := p.opContext(req.GetTimeout())
 	defer cancel()
-	if err := p.execute(ctx, req.GetUrn(), c, &run{op: "delete", line: c.delete, env: c.environment, prevEnv: previousOutputEnv(c, state)}); err != nil {
+	if err := p.execute(ctx, req.GetUrn(), c, &run{line: c.delete, env: c.environment, prevEnv: previousOutputEnv(c, state)}); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
