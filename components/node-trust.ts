@@ -38,7 +38,7 @@ export interface NodeTrustArgs {
   readonly probeTls?: boolean;
   /** Names this installation on the nodes, so two stacks managing the same node never touch each other's files. @default "default" */
   readonly owner?: string;
-  /** Failed dial attempts before a node's resource fails (the provider's own default, 10, hides a dead node for minutes). @default 3 */
+  /** Failed dial attempts allowed before a node's resource fails (the plugin dials once more; its own default, 10, hides a dead node for minutes). @default 3 */
   readonly dialErrorLimit?: number;
   /** Seconds per dial attempt; bounds the TCP connect only, as upstream's plugin does. @default 15 */
   readonly perDialTimeoutSeconds?: number;

@@ -70,7 +70,8 @@ func (p *provider) execute(ctx context.Context, urn string, c *command, r *run) 
 		if c.logging == "none" || (c.logging != "stdoutAndStderr" && c.logging != stream) {
 			return nil
 		}
-		return func(line string) { p.log.info(urn, line) }
+		// As upstream: each line as a transient status message of the resource (InfoStatus), not a kept diagnostic.
+		return func(line string) { p.log.status(urn, line) }
 	}
 	stdout := &capture{log: logLine("stdout")}
 	stderr := &capture{log: logLine("stderr")}
