@@ -56,8 +56,9 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Installs the trust bundle on every node over SSH and verifies it there, one @pulumi/command
- * `remote.Command` per node. Nodes are independent resources (no dependency between them), so one
- * unreachable node fails only its own resource; `pulumi up --continue-on-error` lets the rest finish.
+ * `remote.Command` per node. Every node (or its bastion) must first pass the SSH pre-check, so a silent or
+ * wrong host stops the run before anything runs anywhere; past it, nodes are independent resources (no
+ * dependency between them): a failing node fails only its own resource, `--continue-on-error` finishes the rest.
  * Dropping a node from the config runs its remove script; a node that no longer exists cannot run it, so
  * its resource has to leave the state by hand (`pulumi state delete URN`).
  */
