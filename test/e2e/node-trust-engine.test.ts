@@ -16,6 +16,7 @@ import { startLab, REGISTRY_HOST, type Lab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { createCa } from "../../lab/pki";
 import { Engine, inlineStack, offlineEngine, runPulumi } from "./engine";
+import { runNodeTrustUp } from "./node-trust-runner";
 
 jest.setTimeout(180_000);
 
@@ -55,20 +56,26 @@ const stackFor = (name: string, program: () => Promise<Record<string, unknown>>)
 
 const opts = { color: "never" as const, onOutput: (s: string) => output.push(s), onEvent: (e: EngineEvent) => events.push(e) };
 
+function trustArgs(nodes: NodeConfig[], bundle: string, extra: Partial<NodeTrustArgs> = {}): NodeTrustArgs {
+  return { nodes, registries, bundlePem: bundle, bundleHash: bundleHash(bundle), sshPrivateKey: privateKey, dialErrorLimit: 2, perDialTimeoutSeconds: 5, ...extra };
+}
+
 function trustProgram(nodes: () => NodeConfig[], bundle: () => string, extra: () => Partial<NodeTrustArgs> = () => ({})) {
   return async () => {
-    const trust = new NodeTrust("trust", {
-      nodes: nodes(),
-      registries,
-      bundlePem: bundle(),
-      bundleHash: bundleHash(bundle()),
-      sshPrivateKey: privateKey,
-      dialErrorLimit: 2,
-      perDialTimeoutSeconds: 5,
-      ...extra(),
-    });
+    const trust = new NodeTrust("trust", trustArgs(nodes(), bundle(), extra()));
     return { results: trust.results };
   };
+}
+
+/**
+ * An `up` expected to fail, in its own process (node-trust-runner.ts): a failure on the program's side (the
+ * SSH pre-check) leaves rejected registrations that jest would pin on another test. Returns the error text.
+ */
+function failingUp(stackName: string, args: NodeTrustArgs): string {
+  const outcome = runNodeTrustUp(engine, PROJECT, stackName, args);
+  if (process.env.E2E_DEBUG) console.log(outcome.error);
+  expect(outcome.error).toBeDefined();
+  return outcome.error!;
 }
 
 /**
@@ -191,14 +198,12 @@ test.each([
   const before = await trustFiles(node);
   // node-2 pinned with node-1's key: what an impostor at node-2's address would present.
   const name = `wrong-key-${sshPrecheckSeconds}`;
-  const stack = await stackFor(name, trustProgram(() => [nodeConfig(node, other.hostKey)], () => bundleA, () => ({ sshPrecheckSeconds })));
-  const err = await stack.up(opts).then(() => "succeeded", (e: Error) => String(e));
-  if (process.env.E2E_DEBUG) console.log(err);
-  expect(err).not.toBe("succeeded");
+  const err = failingUp(name, trustArgs([nodeConfig(node, other.hostKey)], bundleA, { sshPrecheckSeconds }));
   // Either the pre-check's message or the failed resource (trust-<node>) names the node.
   expect(err).toContain(node.name);
   expect(await trustFiles(node)).toBe(before);
   expect(await pull(node)).toContain(X509_UNKNOWN_AUTHORITY);
+  const stack = await stackFor(name, async () => ({}));
   await stack.destroy({ color: "never" });
   await stack.workspace.removeStack(name);
 });
@@ -206,27 +211,15 @@ test.each([
 test("a node behind a bastion (connection.proxy): a dead bastion fails the node, a live one carries install and remove", async () => {
   const [bastion, node] = lab.nodes;
   const before = await trustFiles(node);
-  const proxy = { port: bastion.port, precheck: 10 };
-  const stack = await stackFor(
-    "proxy",
-    trustProgram(
-      () => [{ ...nodeConfig(node), proxy: { host: bastion.host, port: proxy.port, user: "root", hostKey: bastion.hostKey } }],
-      () => bundleA,
-      () => ({ sshPrecheckSeconds: proxy.precheck }),
-    ),
-  );
+  const proxied = (port: number): NodeConfig[] => [{ ...nodeConfig(node), proxy: { host: bastion.host, port, user: "root", hostKey: bastion.hostKey } }];
   // A bastion address where nothing listens fails the node, by the pre-check and by the plugin alone.
-  proxy.port = 1;
-  for (const precheck of [10, 0]) {
-    proxy.precheck = precheck;
-    const err = await stack.up(opts).then(() => "succeeded", (e: Error) => String(e));
-    expect(err).not.toBe("succeeded");
+  for (const sshPrecheckSeconds of [10, 0]) {
+    const err = failingUp("proxy", trustArgs(proxied(1), bundleA, { sshPrecheckSeconds }));
     expect(err).toContain(node.name);
     expect(await trustFiles(node)).toBe(before);
   }
 
-  proxy.port = bastion.port;
-  proxy.precheck = 10;
+  const stack = await stackFor("proxy", trustProgram(() => proxied(bastion.port), () => bundleA));
   const res = await stack.up(opts);
   const [report] = res.outputs.results.value as Array<{ node: string; bundleSha256: string }>;
   expect(report).toMatchObject({ node: node.name, bundleSha256: bundleHash(bundleA) });

@@ -12,19 +12,18 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as command from "@pulumi/command";
-import { EngineEvent, Stack } from "@pulumi/pulumi/automation";
-import { NodeTrust, NodeTrustArgs } from "../../components/node-trust";
+import { NodeTrustArgs } from "../../components/node-trust";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { REGISTRY_HOST, startLab, type Lab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { Engine, inlineStack, offlineEngine } from "./engine";
+import { runNodeTrustUp } from "./node-trust-runner";
 
 // The bound every case must fail within.
 jest.setTimeout(90_000);
 
 const PROJECT = "rt-ssh-weak-spots";
-const COMMAND_TYPE = "command:remote:Command";
 
 let engine: Engine;
 let lab: Lab;
@@ -105,31 +104,27 @@ async function trustFiles(node: LabNode): Promise<string> {
 }
 
 /**
- * Runs `pulumi up` of NodeTrust over the healthy node and `bad` (or only the healthy node), and expects it to
- * fail naming `named`, with no Command run anywhere and the healthy node's trust files unchanged.
+ * Runs `pulumi up` of NodeTrust over the healthy node and `bad` (or only the healthy node) in its own process
+ * (node-trust-runner.ts), and expects it to fail naming `named`, with no Command run anywhere and the healthy
+ * node's trust files unchanged.
  */
 async function expectRefused(stackName: string, bad: NodeConfig | undefined, named: string, extra: Partial<NodeTrustArgs> = {}): Promise<string> {
   const before = await trustFiles(healthy);
-  const events: EngineEvent[] = [];
-  const stack: Stack = await inlineStack(engine, PROJECT, stackName, async () => {
-    const trust = new NodeTrust("trust", {
-      nodes: bad ? [healthyConfig(), bad] : [healthyConfig()], registries, bundlePem: bundle, bundleHash: bundleHash(bundle), sshPrivateKey: privateKey,
-      dialErrorLimit: 2, perDialTimeoutSeconds: 5, ...extra,
-    });
-    return { results: trust.results };
+  const outcome = runNodeTrustUp(engine, PROJECT, stackName, {
+    nodes: bad ? [healthyConfig(), bad] : [healthyConfig()], registries, bundlePem: bundle, bundleHash: bundleHash(bundle), sshPrivateKey: privateKey,
+    dialErrorLimit: 2, perDialTimeoutSeconds: 5, ...extra,
   });
-  const err = await stack.up({ color: "never", onEvent: (e) => events.push(e) }).then(() => "succeeded", (e: Error) => String(e));
-  if (process.env.E2E_DEBUG) console.log(err);
-  expect(err).not.toBe("succeeded");
-  expect(err).toContain(named);
+  if (process.env.E2E_DEBUG) console.log(outcome.error);
+  expect(outcome.error).toBeDefined();
+  expect(outcome.error).toContain(named);
   // With the pre-check on, no Command even reaches the engine; with it off, the plugin's failed create must
   // have run nothing (the trust files below).
-  const attempted = events.map((e) => e.resourcePreEvent?.metadata).filter((m) => m?.type === COMMAND_TYPE && m.op !== "same");
-  if (extra.sshPrecheckSeconds !== 0) expect(attempted).toEqual([]);
+  if (extra.sshPrecheckSeconds !== 0) expect(outcome.attempted).toEqual([]);
   expect(await trustFiles(healthy)).toBe(before);
+  const stack = await inlineStack(engine, PROJECT, stackName, async () => undefined);
   await stack.destroy({ color: "never" });
   await stack.workspace.removeStack(stackName);
-  return err;
+  return outcome.error!;
 }
 
 describe("lab cases: each fails naming the node, touching nothing, within the jest timeout", () => {
