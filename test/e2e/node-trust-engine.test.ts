@@ -68,11 +68,11 @@ function trustProgram(nodes: () => NodeConfig[], bundle: () => string, extra: ()
 }
 
 /**
- * An `up` expected to fail, in its own process (node-trust-runner.ts): a failure on the program's side (the
- * SSH pre-check) leaves rejected registrations that jest would pin on another test. Returns the error text.
+ * An `up` expected to fail, as a program directory (node-trust-runner.ts): a failure on the program's side (the
+ * SSH pre-check) would hang an inline program's `up`. Returns the error text.
  */
-function failingUp(stackName: string, args: NodeTrustArgs): string {
-  const outcome = runNodeTrustUp(engine, PROJECT, stackName, args);
+async function failingUp(stackName: string, args: NodeTrustArgs): Promise<string> {
+  const outcome = await runNodeTrustUp(engine, stackName, args);
   if (process.env.E2E_DEBUG) console.log(outcome.error);
   expect(outcome.error).toBeDefined();
   return outcome.error!;
@@ -198,14 +198,11 @@ test.each([
   const before = await trustFiles(node);
   // node-2 pinned with node-1's key: what an impostor at node-2's address would present.
   const name = `wrong-key-${sshPrecheckSeconds}`;
-  const err = failingUp(name, trustArgs([nodeConfig(node, other.hostKey)], bundleA, { sshPrecheckSeconds }));
+  const err = await failingUp(name, trustArgs([nodeConfig(node, other.hostKey)], bundleA, { sshPrecheckSeconds }));
   // Either the pre-check's message or the failed resource (trust-<node>) names the node.
   expect(err).toContain(node.name);
   expect(await trustFiles(node)).toBe(before);
   expect(await pull(node)).toContain(X509_UNKNOWN_AUTHORITY);
-  const stack = await stackFor(name, async () => ({}));
-  await stack.destroy({ color: "never" });
-  await stack.workspace.removeStack(name);
 });
 
 test("a node behind a bastion (connection.proxy): a dead bastion fails the node, a live one carries install and remove", async () => {
@@ -214,7 +211,7 @@ test("a node behind a bastion (connection.proxy): a dead bastion fails the node,
   const proxied = (port: number): NodeConfig[] => [{ ...nodeConfig(node), proxy: { host: bastion.host, port, user: "root", hostKey: bastion.hostKey } }];
   // A bastion address where nothing listens fails the node, by the pre-check and by the plugin alone.
   for (const sshPrecheckSeconds of [10, 0]) {
-    const err = failingUp("proxy", trustArgs(proxied(1), bundleA, { sshPrecheckSeconds }));
+    const err = await failingUp("proxy-dead", trustArgs(proxied(1), bundleA, { sshPrecheckSeconds }));
     expect(err).toContain(node.name);
     expect(await trustFiles(node)).toBe(before);
   }

@@ -104,13 +104,13 @@ async function trustFiles(node: LabNode): Promise<string> {
 }
 
 /**
- * Runs `pulumi up` of NodeTrust over the healthy node and `bad` (or only the healthy node) in its own process
+ * Runs `pulumi up` of NodeTrust over the healthy node and `bad` (or only the healthy node) as a program directory
  * (node-trust-runner.ts), and expects it to fail naming `named`, with no Command run anywhere and the healthy
  * node's trust files unchanged.
  */
 async function expectRefused(stackName: string, bad: NodeConfig | undefined, named: string, extra: Partial<NodeTrustArgs> = {}): Promise<string> {
   const before = await trustFiles(healthy);
-  const outcome = runNodeTrustUp(engine, PROJECT, stackName, {
+  const outcome = await runNodeTrustUp(engine, stackName, {
     nodes: bad ? [healthyConfig(), bad] : [healthyConfig()], registries, bundlePem: bundle, bundleHash: bundleHash(bundle), sshPrivateKey: privateKey,
     dialErrorLimit: 2, perDialTimeoutSeconds: 5, ...extra,
   });
@@ -121,9 +121,6 @@ async function expectRefused(stackName: string, bad: NodeConfig | undefined, nam
   // have run nothing (the trust files below).
   if (extra.sshPrecheckSeconds !== 0) expect(outcome.attempted).toEqual([]);
   expect(await trustFiles(healthy)).toBe(before);
-  const stack = await inlineStack(engine, PROJECT, stackName, async () => undefined);
-  await stack.destroy({ color: "never" });
-  await stack.workspace.removeStack(stackName);
   return outcome.error!;
 }
 
