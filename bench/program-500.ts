@@ -41,7 +41,7 @@ async function child(nodeCount: number): Promise<Figures> {
     name: `node-${i}`, host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 22, user: "root",
     ...kinds[i % kinds.length], runtimes: [...kinds[i % kinds.length].runtimes],
     hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBe",
-    proxy: i % 2 === 0 ? { host: "bastion.bench.internal", port: 22, user: "jump" } : undefined,
+    proxy: i % 2 === 0 ? { host: "bastion.bench.internal", port: 22, user: "jump", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBastionBenchBastionBenchBastionBenchBas" } : undefined,
   }));
   const trust = new NodeTrust("nodes", {
     nodes, registries, bundlePem: pki.bundlePem, bundleHash: pki.bundleHash, servingChainPem: pki.servingChainPem,

@@ -88,8 +88,9 @@ export type ServingTarget =
     readonly host: string;
     readonly port: number;
     readonly user: string;
-    readonly hostKey?: string;
-    /** Absolute paths on the registry host. */
+    /** Pinned ed25519/ECDSA host key: required, the serving private key is pushed there. */
+    readonly hostKey: string;
+    /** Absolute, normalized paths on the registry host. */
     readonly certPath: string;
     readonly keyPath: string;
     /** argv run after both files are in place; each word is passed single-quoted. */

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { join } from "node:path";
@@ -78,7 +79,9 @@ const nodes = [
   node("b", "127.0.0.12", { port: 2222, user: "deploy", hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 2200, user: "jump", hostKey: BASTION_KEY } }),
   node("c", "127.0.0.13", { os: "rhel", runtimes: ["containerd", "crio"] }),
 ];
-const baseArgs: NodeTrustArgs = { nodes, registries, bundlePem, bundleHash: sha256(bundlePem), sshPrivateKey: PRIVATE_KEY };
+// Node c is unpinned: a lab's opt-out (requireHostKeys false), as the dev stack's allowUnpinnedHostKeys gives.
+const baseArgs: NodeTrustArgs = { nodes, registries, bundlePem, bundleHash: sha256(bundlePem), sshPrivateKey: PRIVATE_KEY, requireHostKeys: false };
+const RSA_HOST_KEY = readFileSync(join(REPO, "test", "fixtures", "ssh", "host_rsa.pub"), "utf8").trim();
 
 /**
  * A failed registration surfaces in mock mode as unhandled rejections, which would abort the jest worker:
@@ -260,6 +263,9 @@ describe("NodeTrust refuses bad configuration before registering anything", () =
     ["a bad port", { nodes: [node("x", "10.0.0.1", { port: 70000 })] }, /node "x": port 70000 must be an integer from 1 to 65535/],
     ["a bad proxy", { nodes: [node("x", "10.0.0.1", { proxy: { host: "https://bastion", port: 22, user: "j" } })] }, /proxy host "https:\/\/bastion" has a URL scheme/],
     ["a missing host key when required", { nodes: [node("x", "10.0.0.1")], requireHostKeys: true }, /node "x": hostKey is required/],
+    ["a missing host key by default", { nodes: [node("x", "10.0.0.1")], requireHostKeys: undefined }, /node "x": hostKey is required/],
+    ["an RSA host key (ssh-rsa only, refused by OpenSSH >= 8.8)", { nodes: [node("x", "10.0.0.1", { hostKey: RSA_HOST_KEY })] }, /node "x": hostKey is an RSA host key.*OpenSSH 8\.8.*ed25519/],
+    ["an RSA bastion key", { nodes: [node("x", "10.0.0.1", { hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 22, user: "j", hostKey: RSA_HOST_KEY } })] }, /node "x": proxy.hostKey is an RSA host key/],
     ["a bastion without a pinned key when required", { nodes: [node("x", "10.0.0.1", { hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 22, user: "j" } })], requireHostKeys: true }, /node "x": proxy.hostKey is required/],
     ["duplicate names", { nodes: [node("x", "10.0.0.1"), node("x", "10.0.0.2")] }, /node "x": the name is used twice/],
     ["no runtimes", { nodes: [node("x", "10.0.0.1", { runtimes: [] })] }, /node "x": runtimes is empty/],

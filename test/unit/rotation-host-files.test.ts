@@ -37,7 +37,8 @@ test("the key is only in the script (stdin); the command line names the shell an
 
 test("paths and reload words with shell syntax are refused, not quoted around", () => {
   const ok = { certPath: "/a/tls.crt", keyPath: "/a/tls.key", reloadCommand: ["true"] };
-  expect(() => hostFilesScript({ ...ok, certPath: "/a/$(reboot).crt" }, leaf.certPem, leaf.keyPem)).toThrow(/not a plain absolute path: "\/a\/\$\(reboot\).crt"/);
+  expect(() => hostFilesScript({ ...ok, certPath: "/a/$(reboot).crt" }, leaf.certPem, leaf.keyPem)).toThrow(/certPath "\/a\/\$\(reboot\).crt" has characters other than/);
+  expect(() => hostFilesScript({ ...ok, keyPath: "/etc/registry/../../etc/shadow" }, leaf.certPem, leaf.keyPem)).toThrow(/keyPath "\/etc\/registry\/..\/..\/etc\/shadow" is not normalized/);
   expect(() => hostFilesScript({ ...ok, reloadCommand: ["kill", "-HUP", "`cat /run/x`"] }, leaf.certPem, leaf.keyPem)).toThrow(/reload command words with shell syntax: "`cat \/run\/x`"/);
   expect(() => hostFilesScript({ ...ok, reloadCommand: [] }, leaf.certPem, leaf.keyPem)).toThrow(/reload command is empty/);
   expect(() => hostFilesScript(ok, leaf.certPem, leaf.certPem)).toThrow(/not a PEM private key/);

@@ -37,6 +37,7 @@ afterAll(() => {
   pki.cleanup();
 });
 
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgsSXB27KRGxzrx4ETWC3ACMGW/F9auj4bConhNs+M7";
 function engineConfig(values: Record<string, unknown>): Record<string, string> {
   return Object.fromEntries(Object.entries(values).map(([k, v]) => [`registry-trust:${k}`, typeof v === "object" ? JSON.stringify(v) : String(v)]));
 }
@@ -45,7 +46,7 @@ const base = () => ({
   caCommonName: "Rot CA",
   caGeneration: 2,
   caRetainGenerations: 1,
-  nodes: [{ name: "n1", host: "127.0.0.11" }],
+  nodes: [{ name: "n1", host: "127.0.0.11", hostKey: HOST_KEY }],
   // The mocked node runs none of its checks (test/support/tls-mocks.ts): this test is about the program.
   allowUnverifiedNodes: true,
 });
@@ -75,7 +76,7 @@ test("the switch to host files and the DaemonSet are wired, the switch after the
     // Nothing listens there and the kubeconfig names no cluster: this test is about the wiring only.
     registries: [{ host: "127.0.0.1", port: 1 }],
     clusters: [{ name: "mgmt", kubeconfig }],
-    servingTarget: { kind: "hostFiles", host: "127.0.0.1", certPath: "/etc/registry/tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["systemctl", "restart", "docker-registry"], verifyTimeoutSeconds: 0 },
+    servingTarget: { kind: "hostFiles", host: "127.0.0.1", hostKey: HOST_KEY, certPath: "/etc/registry/tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["systemctl", "restart", "docker-registry"], verifyTimeoutSeconds: 0 },
     daemonset: { enabled: true, cluster: "mgmt", image: "docker.io/library/busybox:1.36" },
     preflightAllowUnreachable: true,
   }));
