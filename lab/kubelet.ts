@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import YAML from "yaml";
+import { pinnedVersions } from "./apiserver";
 import { freePort } from "./daemon";
 import { nodeK8sBinaries, running, spawnLogged, stopProc, tailOf, type ApiServerFiles, type Proc } from "./control-plane";
 import { buildBusyboxImage, buildPauseImage, layoutArchive } from "./kubelet-images";
@@ -79,7 +80,7 @@ async function runtimeInfo(node: LabNode): Promise<{ sandboxImage: string; snaps
 /** Puts the sandbox image and the busybox image into the node's containerd (namespace k8s.io), as a node image would have them. */
 export async function seedNodeImages(node: LabNode, dir: string): Promise<void> {
   const { sandboxImage, snapshotter } = await runtimeInfo(node);
-  const pauseSource = path.join(goModuleDir(`k8s.io/kubernetes@${nodeK8sBinaries().version}`), "build", "pause", "linux", "pause.c");
+  const pauseSource = path.join(goModuleDir(`k8s.io/kubernetes@${pinnedVersions().k8sVersion}`), "build", "pause", "linux", "pause.c");
   const images = await Promise.all([
     buildPauseImage(path.join(dir, "pause"), sandboxImage, pauseSource),
     buildBusyboxImage(path.join(dir, "busybox"), NODE_BUSYBOX_IMAGE),
