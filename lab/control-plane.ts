@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { pinnedVersions, cacheDir } from "./apiserver";
+import { cacheDir, pinnedVersions, startApiServer, type ApiServer } from "./apiserver";
 import { cleanEnv, waitUntil } from "./proc";
 
 /** What the control plane needs from a running apiserver (lab/apiserver.ts ApiServer has it all). */
@@ -150,4 +150,30 @@ export async function startControlPlane(api: ApiServerFiles, dir: string, timeou
     throw e;
   }
   return { controllerManager, scheduler, stop };
+}
+
+export interface KubeControlPlane {
+  api: ApiServer;
+  controlPlane: ControlPlane;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real apiserver of lab/apiserver.ts (no Cluster API CRDs) with the Node authorizer in front of RBAC,
+ * as kubeadm sets it up, so that a kubelet's system:node:<name> identity may read its own pods' ConfigMaps,
+ * plus kube-controller-manager and kube-scheduler (logs in `dir`).
+ */
+export async function startKubeControlPlane(dir: string): Promise<KubeControlPlane> {
+  nodeK8sBinaries();
+  const api = await startApiServer({ installCapiCrds: false, apiServerArgs: ["--authorization-mode=Node,RBAC"] });
+  try {
+    const controlPlane = await startControlPlane(api, dir);
+    return { api, controlPlane, stop: async () => {
+      await controlPlane.stop();
+      await api.stop();
+    } };
+  } catch (e) {
+    await api.stop();
+    throw e;
+  }
 }
