@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as k8s from "@kubernetes/client-node";
 import { cacheDir, pinnedVersions, startApiServer, type ApiServer } from "./apiserver";
 import { cleanEnv, waitUntil } from "./proc";
 
@@ -135,15 +136,15 @@ export async function startControlPlane(api: ApiServerFiles, dir: string, timeou
     await Promise.all(procs.map((p) => stopProc(p)));
   };
   try {
-    // Started = its informers synced. Each logs a line when its caches are up; waiting on the log is the only
-    // signal without a serving port, and it names what it waits for.
+    // Without a serving port the logs are the only signal: the controller manager names each controller it
+    // starts, and the scheduler logs its node informer's first list.
     const ready: Array<[Proc, RegExp]> = [
-      [controllerManager, /Started controller.*daemonset|"Starting controller" controller="daemonset"|Started "daemonset"|controller="daemonset"/],
-      [scheduler, /Started scheduler|"Starting Kubernetes Scheduler"|Caches are synced/],
+      [controllerManager, /"Controller starting\.\.\." controller="daemonset-controller"/],
+      [scheduler, /"Caches populated" type="\*v1\.Node"/],
     ];
     await waitUntil("kube-controller-manager and kube-scheduler to start", () => {
       for (const p of procs) if (!running(p)) throw new Error(`${p.name} exited (${p.child.exitCode ?? p.child.signalCode}):\n${tailOf(p.log)}`);
-      return ready.every(([p, re]) => re.test(tailOf(p.log, 100000)));
+      return ready.every(([p, re]) => re.test(fs.readFileSync(p.log, "utf8")));
     }, timeoutMs, 200);
   } catch (e) {
     await stop();
@@ -159,14 +160,22 @@ export interface KubeControlPlane {
 }
 
 /**
- * The real apiserver of lab/apiserver.ts (no Cluster API CRDs) with the Node authorizer in front of RBAC,
- * as kubeadm sets it up, so that a kubelet's system:node:<name> identity may read its own pods' ConfigMaps,
- * plus kube-controller-manager and kube-scheduler (logs in `dir`).
+ * The real apiserver of lab/apiserver.ts (no Cluster API CRDs) plus kube-controller-manager and
+ * kube-scheduler (logs in `dir`). Kubelets authenticate as system:node:<name> in group system:nodes; the
+ * apiserver authorizes with RBAC only (lab/apiserver.ts fixes --authorization-mode, and a repeated flag
+ * adds to the list rather than replacing it), so the group is bound to the built-in system:node
+ * ClusterRole — what kubeadm did before the Node authorizer.
  */
 export async function startKubeControlPlane(dir: string): Promise<KubeControlPlane> {
   nodeK8sBinaries();
-  const api = await startApiServer({ installCapiCrds: false, apiServerArgs: ["--authorization-mode=Node,RBAC"] });
+  const api = await startApiServer({ installCapiCrds: false });
   try {
+    const rbac = api.kubeConfig.makeApiClient(k8s.RbacAuthorizationV1Api);
+    await rbac.createClusterRoleBinding({ body: {
+      metadata: { name: "registry-trust-lab:nodes" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "system:node" },
+      subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: "system:nodes" }],
+    } });
     const controlPlane = await startControlPlane(api, dir);
     return { api, controlPlane, stop: async () => {
       await controlPlane.stop();

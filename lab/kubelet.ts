@@ -2,9 +2,10 @@
  * A real kubelet on a lab node: the kubelet of scripts/kubelet-binaries.sh (same Kubernetes modules as the
  * lab's apiserver) runs INSIDE the node's mount and PID namespaces (nsenter into the node's PID 1), talks
  * CRI to the node's own containerd over /run/containerd/containerd.sock, and registers a Node named after
- * the lab node. Pods are host-network only: no CNI plugin runs (the Node stays NotReady with "cni plugin
- * not initialized", so the node lifecycle controller taints it node.kubernetes.io/not-ready:NoSchedule;
- * pods meant for it tolerate that taint — the DaemonSet's tolerate everything anyway).
+ * the lab node. Pods are host-network only: no CNI plugin is set up for them. (containerd still reports
+ * its network ready when the node's /etc/cni/net.d — a copy of the host's — holds any config, e.g.
+ * podman's; host-network pods never call CNI. Where it holds none, the Node stays NotReady and is tainted
+ * node.kubernetes.io/not-ready:NoSchedule, which the lab's pods tolerate — the DaemonSet's tolerate all.)
  *
  * Inside the node's namespaces, the kubelet and containerd see the same files: the node's trust store and
  * /etc/containerd/certs.d (what decides whether a pull verifies), /run, and the kubelet's volume mounts.
@@ -15,6 +16,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { parse as parseToml } from "smol-toml";
 import YAML from "yaml";
 import { pinnedVersions } from "./apiserver";
 import { freePort } from "./daemon";
@@ -29,7 +31,7 @@ import { childPids, runOk, waitUntil } from "./proc";
  * can still run it. The DaemonSet option's image in the lab.
  */
 export const NODE_BUSYBOX_IMAGE = "lab.local/library/busybox:1.35.0";
-/** The toleration pods meant for a lab kubelet node carry: no CNI, so the node stays NotReady. */
+/** The toleration pods meant for a lab kubelet node carry: without a CNI config the node stays NotReady. */
 export const NOT_READY_TOLERATION = { key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoSchedule" } as const;
 
 const NODE_FILES = path.join(__dirname, "node-files");
@@ -77,6 +79,41 @@ async function runtimeInfo(node: LabNode): Promise<{ sandboxImage: string; snaps
   return { sandboxImage, snapshotter };
 }
 
+/**
+ * This machine withholds CAP_SYS_RESOURCE even from root, so no process may lower an oom_score_adj below
+ * its own: runc fails every pod sandbox ("failed to update /proc/self/oom_score_adj: Permission denied",
+ * surfacing as "can't get final child's PID from pipe: EOF") because containerd asks for -998 for the
+ * sandbox and the kubelet -997 for critical pods. containerd's CRI option restrict_oom_score_adj (meant for
+ * such environments: rootless, unprivileged containers) clamps every request to containerd's own score.
+ * Set in the node's own /etc/containerd/config.toml — the file its containerd runs with — as node
+ * provisioning would, with one restart of containerd before the kubelet joins.
+ */
+export function withRestrictOomScoreAdj(config: string): string {
+  const off = /^([ \t]*)restrict_oom_score_adj[ \t]*=[ \t]*false[ \t]*$/m;
+  let out: string;
+  if (off.test(config)) out = config.replace(off, "$1restrict_oom_score_adj = true");
+  else if (/^[ \t]*restrict_oom_score_adj[ \t]*=[ \t]*true[ \t]*$/m.test(config)) return config;
+  else {
+    const header = /^([ \t]*)\[plugins\."io\.containerd\.grpc\.v1\.cri"\][ \t]*$/m;
+    if (!header.test(config)) throw new Error("lab: the node's containerd config has neither restrict_oom_score_adj nor a [plugins.\"io.containerd.grpc.v1.cri\"] table to put it in");
+    out = config.replace(header, (h, indent: string) => `${h}\n${indent}  restrict_oom_score_adj = true`);
+  }
+  const doc = parseToml(out) as Record<string, any>;
+  const value = doc.plugins?.["io.containerd.grpc.v1.cri"]?.restrict_oom_score_adj ?? doc.plugins?.["io.containerd.cri.v1.runtime"]?.restrict_oom_score_adj;
+  if (value !== true) throw new Error("lab: setting restrict_oom_score_adj in the node's containerd config did not take");
+  return out;
+}
+
+async function prepareRuntime(node: LabNode): Promise<void> {
+  const file = path.join(node.dir, "fs", "etc", "containerd", "config.toml");
+  const before = fs.readFileSync(file, "utf8");
+  const after = withRestrictOomScoreAdj(before);
+  if (after === before) return;
+  fs.writeFileSync(file, after);
+  const r = await node.exec("systemctl restart containerd");
+  if (r.code !== 0) throw new Error(`lab: restarting containerd on ${node.name} exited ${r.code}: ${r.stderr.trim()}`);
+}
+
 /** Puts the sandbox image and the busybox image into the node's containerd (namespace k8s.io), as a node image would have them. */
 export async function seedNodeImages(node: LabNode, dir: string): Promise<void> {
   const { sandboxImage, snapshotter } = await runtimeInfo(node);
@@ -114,15 +151,16 @@ async function issueNodeCertificate(api: ApiServerFiles, nodeName: string, pki: 
   fs.copyFileSync(path.join(api.dir, "ca.crt"), path.join(pki, "ca.crt"));
 }
 
-/** Creates the per-node cgroupRoot in every cgroup v1 hierarchy (the kubelet requires it to exist). */
+/** Creates the per-node cgroupRoot in every cgroup hierarchy (the kubelet requires it to exist). */
 function makeCgroupRoot(root: string): void {
-  for (const h of v1Hierarchies()) fs.mkdirSync(path.join(CGROUP_FS, h, root), { recursive: true });
+  for (const h of cgroupHierarchies()) fs.mkdirSync(path.join(CGROUP_FS, h, root), { recursive: true });
 }
 
-function v1Hierarchies(): string[] {
-  // Mounted cgroup v1 hierarchies; "unified" is the (empty) cgroup2 of the hybrid layout.
+function cgroupHierarchies(): string[] {
+  // Mounted cgroup v1 hierarchies and the hybrid layout's cgroup2 ("unified"), where the kubelet's
+  // libcontainer mirrors the pod cgroups too.
   return fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")
-    .filter((l) => / - cgroup /.test(l))
+    .filter((l) => / - cgroup2? /.test(l))
     .map((l) => l.split(" ")[4])
     .filter((m) => m.startsWith(`${CGROUP_FS}/`))
     .map((m) => m.slice(CGROUP_FS.length + 1))
@@ -132,7 +170,7 @@ function v1Hierarchies(): string[] {
 /** Removes a cgroup tree, deepest first; a cgroup still holding a process stays (rmdir fails: EBUSY). */
 function removeCgroupTree(root: string): string[] {
   const left: string[] = [];
-  for (const h of v1Hierarchies()) {
+  for (const h of cgroupHierarchies()) {
     const top = path.join(CGROUP_FS, h, root);
     if (!fs.existsSync(top)) continue;
     const dirs: string[] = [];
@@ -166,6 +204,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<LabKubelet> {
   // Unique per lab node: two labs on this machine must never share pod cgroups.
   const cgroupRoot = `/registry-trust-lab-${createHash("sha256").update(node.dir).digest("hex").slice(0, 10)}`;
 
+  await prepareRuntime(node);
   const [port, healthzPort] = await Promise.all([freePort(node.host), freePort("127.0.0.1"), seedNodeImages(node, path.join(dir, "images")), issueNodeCertificate(api, node.name, pki)]);
   const kubeconfig = path.join(dir, "kubelet.conf");
   fs.writeFileSync(kubeconfig, YAML.stringify({
