@@ -71,8 +71,19 @@ export function spawnLogged(name: string, file: string, args: readonly string[],
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once("exit", () => resolve());
   });
-  return { name, child, log, exited };
+  const proc = { name, child, log, exited };
+  if (!detached) {
+    live.add(proc);
+    void exited.then(() => live.delete(proc));
+  }
+  return proc;
 }
+
+// Like lab/apiserver.ts: daemons of a process that dies without stopping them are killed on its way out.
+const live = new Set<Proc>();
+process.once("exit", () => {
+  for (const p of live) p.child.kill("SIGKILL");
+});
 
 export function running(p: Proc): boolean {
   return p.child.exitCode === null && p.child.signalCode === null;
@@ -168,7 +179,8 @@ export interface KubeControlPlane {
  */
 export async function startKubeControlPlane(dir: string): Promise<KubeControlPlane> {
   nodeK8sBinaries();
-  const api = await startApiServer({ installCapiCrds: false });
+  // kubeadm allows privileged pods; the apiserver's own default refuses them (the DaemonSet's init container is one).
+  const api = await startApiServer({ installCapiCrds: false, apiServerArgs: ["--allow-privileged=true"] });
   try {
     const rbac = api.kubeConfig.makeApiClient(k8s.RbacAuthorizationV1Api);
     await rbac.createClusterRoleBinding({ body: {

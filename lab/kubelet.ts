@@ -2,10 +2,10 @@
  * A real kubelet on a lab node: the kubelet of scripts/kubelet-binaries.sh (same Kubernetes modules as the
  * lab's apiserver) runs INSIDE the node's mount and PID namespaces (nsenter into the node's PID 1), talks
  * CRI to the node's own containerd over /run/containerd/containerd.sock, and registers a Node named after
- * the lab node. Pods are host-network only: no CNI plugin is set up for them. (containerd still reports
- * its network ready when the node's /etc/cni/net.d — a copy of the host's — holds any config, e.g.
- * podman's; host-network pods never call CNI. Where it holds none, the Node stays NotReady and is tainted
- * node.kubernetes.io/not-ready:NoSchedule, which the lab's pods tolerate — the DaemonSet's tolerate all.)
+ * the lab node. Pods are host-network only: the node's /etc/cni/net.d is emptied (prepareRuntime), so
+ * containerd refuses pod-network pods and reports its network not ready; the Node stays NotReady
+ * ("cni plugin not initialized") and is tainted node.kubernetes.io/not-ready:NoSchedule, which the lab's
+ * pods tolerate (the DaemonSet's tolerate every taint).
  *
  * Inside the node's namespaces, the kubelet and containerd see the same files: the node's trust store and
  * /etc/containerd/certs.d (what decides whether a pull verifies), /run, and the kubelet's volume mounts.
@@ -105,10 +105,16 @@ export function withRestrictOomScoreAdj(config: string): string {
 }
 
 async function prepareRuntime(node: LabNode): Promise<void> {
+  // The node's /etc/cni/net.d is a copy of the host's, which may hold podman's bridge config: containerd
+  // would then wire pod-network pods into a bridge, iptables rules and IPAM state on the host every node
+  // shares. Without a config it refuses them ("cni plugin not initialized"); host-network pods need none.
+  const cni = path.join(node.dir, "fs", "etc", "cni", "net.d");
+  const cniConfigs = fs.readdirSync(cni);
+  for (const f of cniConfigs) fs.rmSync(path.join(cni, f), { recursive: true, force: true });
   const file = path.join(node.dir, "fs", "etc", "containerd", "config.toml");
   const before = fs.readFileSync(file, "utf8");
   const after = withRestrictOomScoreAdj(before);
-  if (after === before) return;
+  if (after === before && cniConfigs.length === 0) return;
   fs.writeFileSync(file, after);
   const r = await node.exec("systemctl restart containerd");
   if (r.code !== 0) throw new Error(`lab: restarting containerd on ${node.name} exited ${r.code}: ${r.stderr.trim()}`);
