@@ -5,7 +5,6 @@
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { buildBusyboxImage, type BuiltImage } from "./kubelet-images";
-import { NOT_READY_TOLERATION } from "./kubelet";
 import type { Lab } from "./lab";
 import type { CertificateAuthority } from "./pki";
 import { waitUntil } from "./proc";
@@ -20,7 +19,6 @@ export function sleeperPod(name: string, nodeName: string, image: string): k8s.V
     spec: {
       hostNetwork: true,
       nodeSelector: { "kubernetes.io/hostname": nodeName },
-      tolerations: [NOT_READY_TOLERATION],
       automountServiceAccountToken: false,
       enableServiceLinks: false,
       terminationGracePeriodSeconds: 1,

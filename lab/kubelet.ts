@@ -2,10 +2,8 @@
  * A real kubelet on a lab node: the kubelet of scripts/kubelet-binaries.sh (same Kubernetes modules as the
  * lab's apiserver) runs INSIDE the node's mount and PID namespaces (nsenter into the node's PID 1), talks
  * CRI to the node's own containerd over /run/containerd/containerd.sock, and registers a Node named after
- * the lab node. Pods are host-network only: the node's /etc/cni/net.d is emptied (prepareRuntime), so
- * containerd refuses pod-network pods and reports its network not ready; the Node stays NotReady
- * ("cni plugin not initialized") and is tainted node.kubernetes.io/not-ready:NoSchedule, which the lab's
- * pods tolerate (the DaemonSet's tolerate every taint).
+ * the lab node. Pods are host-network only: the node's one CNI network is the loopback plugin
+ * (LAB_CNI_CONFIG), so the Node goes Ready while a pod-network pod fails without touching the host.
  *
  * Inside the node's namespaces, the kubelet and containerd see the same files: the node's trust store and
  * /etc/containerd/certs.d (what decides whether a pull verifies), /run, and the kubelet's volume mounts.
@@ -16,6 +14,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as k8s from "@kubernetes/client-node";
 import { parse as parseToml } from "smol-toml";
 import YAML from "yaml";
 import { pinnedVersions } from "./apiserver";
@@ -31,8 +30,6 @@ import { childPids, runOk, waitUntil } from "./proc";
  * can still run it. The DaemonSet option's image in the lab.
  */
 export const NODE_BUSYBOX_IMAGE = "lab.local/library/busybox:1.35.0";
-/** The toleration pods meant for a lab kubelet node carry: without a CNI config the node stays NotReady. */
-export const NOT_READY_TOLERATION = { key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoSchedule" } as const;
 
 const NODE_FILES = path.join(__dirname, "node-files");
 const CGROUP_FS = "/sys/fs/cgroup";
@@ -104,17 +101,29 @@ export function withRestrictOomScoreAdj(config: string): string {
   return out;
 }
 
+/**
+ * The node's only CNI network: the loopback plugin (Debian's containernetworking-plugins). The node's
+ * /etc/cni/net.d is a copy of the host's, which may hold podman's bridge config: containerd would wire
+ * pod-network pods into a bridge, iptables rules and IPAM state on the host every node shares. With this
+ * config containerd reports its network ready (the Node goes Ready, as a node with a CNI does) and a
+ * pod-network pod fails at CNI ADD (loopback has no eth0 to bring up) without touching the host;
+ * host-network pods never call CNI.
+ */
+export const LAB_CNI_CONFIG = { cniVersion: "0.4.0", name: "registry-trust-lab-host-network-only", plugins: [{ type: "loopback" }] };
+
 async function prepareRuntime(node: LabNode): Promise<void> {
-  // The node's /etc/cni/net.d is a copy of the host's, which may hold podman's bridge config: containerd
-  // would then wire pod-network pods into a bridge, iptables rules and IPAM state on the host every node
-  // shares. Without a config it refuses them ("cni plugin not initialized"); host-network pods need none.
   const cni = path.join(node.dir, "fs", "etc", "cni", "net.d");
-  const cniConfigs = fs.readdirSync(cni);
-  for (const f of cniConfigs) fs.rmSync(path.join(cni, f), { recursive: true, force: true });
+  const ours = JSON.stringify(LAB_CNI_CONFIG, null, 2) + "\n";
+  const entries = fs.readdirSync(cni);
+  const cniChanged = !(entries.length === 1 && entries[0] === "10-lab.conflist" && fs.readFileSync(path.join(cni, entries[0]), "utf8") === ours);
+  if (cniChanged) {
+    for (const f of entries) fs.rmSync(path.join(cni, f), { recursive: true, force: true });
+    fs.writeFileSync(path.join(cni, "10-lab.conflist"), ours);
+  }
   const file = path.join(node.dir, "fs", "etc", "containerd", "config.toml");
   const before = fs.readFileSync(file, "utf8");
   const after = withRestrictOomScoreAdj(before);
-  if (after === before && cniConfigs.length === 0) return;
+  if (after === before && !cniChanged) return;
   fs.writeFileSync(file, after);
   const r = await node.exec("systemctl restart containerd");
   if (r.code !== 0) throw new Error(`lab: restarting containerd on ${node.name} exited ${r.code}: ${r.stderr.trim()}`);
@@ -237,15 +246,27 @@ export async function startKubelet(opts: KubeletOptions): Promise<LabKubelet> {
   const kubeletPid = (): number | undefined => (proc.child.pid ? childPids(proc.child.pid)[0] : undefined);
   const stop = () => stopKubelet(node, proc, kubeletPid(), cgroupRoot);
   try {
-    await waitUntil(`the kubelet on ${node.name} to register its Node`, async () => {
+    await waitUntil(`the kubelet on ${node.name} to register its Node and report it Ready`, async () => {
       if (!running(proc)) throw new Error(`kubelet on ${node.name} exited (${proc.child.exitCode ?? proc.child.signalCode}):\n${tailOf(log)}`);
-      return (await healthz(healthzPort)) && /Successfully registered node|"Node was previously registered"/.test(tailOf(log, 1_000_000));
+      return (await healthz(healthzPort)) && (await nodeReady(api, node.name));
     }, opts.timeoutMs ?? 120_000, 250);
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;
   }
   return { nodeName: node.name, dir, log, pid: kubeletPid() ?? proc.child.pid!, cgroupRoot, stop };
+}
+
+/** Whether the Node exists and its Ready condition is True (the kubelet's own report). */
+async function nodeReady(api: ApiServerFiles, name: string): Promise<boolean> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(api.kubeconfigPath);
+  try {
+    const n = await kc.makeApiClient(k8s.CoreV1Api).readNode({ name });
+    return n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+  } catch {
+    return false;
+  }
 }
 
 async function healthz(port: number): Promise<boolean> {
