@@ -14,6 +14,7 @@
  * node's containerd before it joins, standing in for an image from a registry the node image trusts;
  * cloud-init's scripts_user step; kernel sysctls the kubelet would set machine-wide are masked per node.
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
@@ -25,6 +26,7 @@ import { NODE_BUSYBOX_IMAGE, startKubelet, type LabKubelet } from "../../lab/kub
 import { pullFailure, pushBusybox, sleeperPod, waitForPod, podEvents } from "../../lab/kubelet-pods";
 import { Lab, startLab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
+import { waitUntil } from "../../lab/proc";
 import { cli } from "../support/cli";
 
 jest.setTimeout(600_000);
@@ -126,10 +128,9 @@ test("the DaemonSet option: refused with an image on the private registry; with 
   const objects = k8s.KubernetesObjectApi.makeApiClient(kube.api.kubeConfig);
   await objects.create(configMap as k8s.KubernetesObject);
   await objects.create(daemonSet as k8s.KubernetesObject);
-  const apps = kube.api.kubeConfig.makeApiClient(k8s.AppsV1Api);
   const name = (daemonSet as { metadata: { name: string; namespace: string } }).metadata;
-  // Both nodes run it (the DaemonSet tolerates every taint); the pod on node-1 is the one that matters.
-  await waitForDaemonSet(apps, name.namespace, name.name, 2);
+  // Its pod on node-1, the node without trust, is the one that matters here.
+  await waitForDaemonSetPod(name.namespace, lab.nodes[0].name);
 
   // The kubelet retries the stuck pod on its own back-off; the same pod, not a new one, starts Running.
   const pod = await waitForPod(core, NS, untrustedPod, "to run once trust is installed", (p) => p.status?.phase === "Running", 420_000);
@@ -142,14 +143,19 @@ test("the DaemonSet option: refused with an image on the private registry; with 
   expect(code).toBe(0);
 });
 
-async function waitForDaemonSet(apps: k8s.AppsV1Api, namespace: string, name: string, ready: number): Promise<void> {
-  const { waitUntil } = await import("../../lab/proc");
-  let last: k8s.V1DaemonSetStatus | undefined;
-  await waitUntil(`DaemonSet ${namespace}/${name} to have ${ready} ready pods`, async () => {
-    const ds = await apps.readNamespacedDaemonSet({ namespace, name });
-    last = ds.status;
-    return (ds.status?.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 1) && ds.status?.numberReady === ready && ds.status?.updatedNumberScheduled === ready;
-  }, 300_000, 500).catch((e: Error) => {
-    throw new Error(`${e.message}; last status ${JSON.stringify(last)}`);
+/** Waits until the DaemonSet's pod on `nodeName` is Running with its install init container done. */
+async function waitForDaemonSetPod(namespace: string, nodeName: string): Promise<void> {
+  const done = (p: k8s.V1Pod) => p.spec?.nodeName === nodeName && p.status?.phase === "Running" && p.status?.initContainerStatuses?.[0]?.state?.terminated?.exitCode === 0;
+  await waitUntil(`the DaemonSet's pod on ${nodeName} to have installed and run`, async () =>
+    (await core.listNamespacedPod({ namespace, labelSelector: "app.kubernetes.io/name=registry-trust" })).items.some(done), 180_000, 500).catch(async (e: Error) => {
+    const pods = (await core.listNamespacedPod({ namespace })).items.map((p) => ({ name: p.metadata?.name, node: p.spec?.nodeName, status: p.status }));
+    const logs = lab.nodes.map((n) => {
+      try {
+        return execFileSync("sh", ["-c", `tail -n 5 ${n.dir}/kubelet/var-log/pods/${namespace}_*/*/*.log; grep -E '^E' ${n.dir}/logs/kubelet.log | tail -n 5`], { encoding: "utf8" });
+      } catch {
+        return `${n.name}: no pod logs`;
+      }
+    });
+    throw new Error(`${e.message}; pods ${JSON.stringify(pods)}; logs:\n${logs.join("\n")}`);
   });
 }
