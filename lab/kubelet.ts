@@ -11,6 +11,7 @@
  * /var/log, its cgroups under a per-node cgroupRoot on this machine's hybrid cgroup v1 hierarchy
  * (failCgroupV1: false, cgroupDriver cgroupfs); see lab/node-files/kubelet-start.sh and docs/kubelet.md.
  */
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -147,7 +148,7 @@ export async function seedNodeImages(node: LabNode, dir: string): Promise<void> 
 
 function goModuleDir(moduleAtVersion: string): string {
   // The module was downloaded by scripts/k8s-binaries.sh; -json prints its directory in the module cache.
-  const out = require("node:child_process").execFileSync("go", ["mod", "download", "-json", moduleAtVersion], { encoding: "utf8" }) as string;
+  const out = execFileSync("go", ["mod", "download", "-json", moduleAtVersion], { encoding: "utf8" });
   const dir = (JSON.parse(out) as { Dir?: string }).Dir;
   if (!dir) throw new Error(`lab: go mod download ${moduleAtVersion} gave no directory`);
   return dir;
