@@ -4,7 +4,8 @@
 # around k8s.io/kubernetes $K8S_VERSION with every staging module replaced by its published v0.<minor>.<patch>,
 # the same version ldflags), into a cache outside the repo:
 #   ${REGISTRY_TRUST_CACHE:-~/.cache/registry-trust}/k8s/<K8S_VERSION>/node/{kubelet,kube-controller-manager,kube-scheduler,VERSIONS}
-# Built once per version (later runs reuse it). CGO is off as for the apiserver: kubelet needs no cgo on
+# Built once per version (later runs reuse it); a rebuild of kube-apiserver by k8s-binaries.sh replaces the
+# version directory, node/ with it, so both are rebuilt together. CGO is off as for the apiserver: kubelet needs no cgo on
 # Linux for what the lab uses (cgroupfs driver, CRI over a unix socket).
 # Binaries a user already has are used instead: KUBELET_BIN + KUBE_CONTROLLER_MANAGER_BIN + KUBE_SCHEDULER_BIN.
 #
