@@ -117,5 +117,6 @@ printf 'kubernetes=%s\ngo=%s\nbuilt=%s\nbuild_seconds=%s\n' "$K8S_VERSION" "$(go
   >"$work/out/VERSIONS"
 # Moved into place only when complete, so an interrupted build is never mistaken for a cached one.
 rm -rf "$out_dir"
+mkdir -p "$(dirname "$out_dir")"
 mv "$work/out" "$out_dir"
 log "built $out_dir ($(tr '\n' ' ' <"$out_dir/VERSIONS")) in $(elapsed)"
