@@ -68,7 +68,11 @@ function writeLayout(dir: string, ref: string, entries: readonly Entry[], config
   };
   const layerTar = tar(entries);
   const layer = put(gzipSync(layerTar, { level: 6 }));
-  const cfg = put(Buffer.from(JSON.stringify({ architecture: ARCH, os: "linux", config, rootfs: { type: "layers", diff_ids: [sha256(layerTar)] } })));
+  // The reference as a label makes each image's config, hence its image ID, distinct: two references with one
+  // ID are one image to the kubelet, whose pull records (KEP-2535) then treat an imported image as pulled
+  // under the other name and re-pull it under its own (the lab's busybox on the private registry and the
+  // imported one did exactly that: "lookup lab.local: no such host").
+  const cfg = put(Buffer.from(JSON.stringify({ architecture: ARCH, os: "linux", config: { ...config, Labels: { "lab.registry-trust.io/ref": ref } }, rootfs: { type: "layers", diff_ids: [sha256(layerTar)] } })));
   const manifest = put(Buffer.from(JSON.stringify({
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",

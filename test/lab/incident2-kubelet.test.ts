@@ -129,8 +129,9 @@ test("the DaemonSet option: refused with an image on the private registry; with 
   await objects.create(configMap as k8s.KubernetesObject);
   await objects.create(daemonSet as k8s.KubernetesObject);
   const name = (daemonSet as { metadata: { name: string; namespace: string } }).metadata;
-  // Its pod on node-1, the node without trust, is the one that matters here.
+  // Its pod on node-1, the node without trust, is the one that matters; node-2 (trusted at boot) runs one too.
   await waitForDaemonSetPod(name.namespace, lab.nodes[0].name);
+  await waitForDaemonSetPod(name.namespace, lab.nodes[1].name);
 
   // The kubelet retries the stuck pod on its own back-off; the same pod, not a new one, starts Running.
   const pod = await waitForPod(core, NS, untrustedPod, "to run once trust is installed", (p) => p.status?.phase === "Running", 420_000);
