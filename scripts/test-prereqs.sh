@@ -11,4 +11,5 @@ sh "$here/install-lab-deps.sh"
 # First of the Go builds: every lab test needs its crictl, and it is the shortest.
 bash "$here/node-binaries.sh"
 bash "$here/k8s-binaries.sh"
+bash "$here/kubelet-binaries.sh"
 bash "$here/pulumi-binaries.sh"
