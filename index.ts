@@ -51,6 +51,7 @@ export = async () => {
     requireHostKeys: config.policy.requireHostKeys,
     allowRuntimeRestart: config.policy.allowRuntimeRestart,
     probeImage: config.policy.probeImage,
+    allowUnverified: config.policy.allowUnverifiedNodes,
   });
 
   const clusterAccess = (cluster: ClusterConfig) => ({ kubeconfig: kubeconfigOf(cluster), context: cluster.context, endpoints: config.registries, bundlePem });

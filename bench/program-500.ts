@@ -18,7 +18,8 @@ interface Figures { nodes: number; commands: number; evalSeconds: number; peakRs
 async function child(nodeCount: number): Promise<Figures> {
   const started = process.hrtime.bigint();
 
-  // TlsMocks answers each node's Command with the report line a successful install prints.
+  // TlsMocks answers each node's Command with the report line of an install whose checks could not run
+  // (the bench measures the program, not nodes), hence allowUnverified below.
   const mocks = new TlsMocks();
   pulumi.runtime.setMocks(mocks, "registry-trust", "bench", false);
   // Loaded after setMocks so that the SDK is in mock mode when the components load.
@@ -40,11 +41,12 @@ async function child(nodeCount: number): Promise<Figures> {
     name: `node-${i}`, host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 22, user: "root",
     ...kinds[i % kinds.length], runtimes: [...kinds[i % kinds.length].runtimes],
     hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBe",
-    proxy: i % 2 === 0 ? { host: "bastion.bench.internal", port: 22, user: "jump" } : undefined,
+    proxy: i % 2 === 0 ? { host: "bastion.bench.internal", port: 22, user: "jump", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBastionBenchBastionBenchBastionBenchBas" } : undefined,
   }));
   const trust = new NodeTrust("nodes", {
     nodes, registries, bundlePem: pki.bundlePem, bundleHash: pki.bundleHash, servingChainPem: pki.servingChainPem,
     sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nbench\n-----END OPENSSH PRIVATE KEY-----\n", probeImage: "registry.bench.internal:5000/lab/demo:1",
+    allowUnverified: true,
   });
   const settled = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
   const [results] = await Promise.all([settled(trust.results), settled(pki.bundlePem)]);

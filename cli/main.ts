@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { UsageError, wantsHelp } from "./args";
 import { CHECK_USAGE, check } from "./check";
 import { DOCTOR_USAGE, doctor } from "./doctor";
@@ -41,9 +41,19 @@ const COMMANDS: Record<string, { usage: string; run: (argv: readonly string[], i
   drift: { usage: DRIFT_USAGE, run: drift },
 };
 
-/** The package's own version, read at run time so that it can never disagree with package.json. */
+/**
+ * The package's own version, read at run time so that it can never disagree with package.json: the nearest
+ * package.json named registry-trust above this file (cli/ in a checkout, dist/cli/ in the installed package).
+ */
 function version(): string {
-  return (JSON.parse(readFileSync(join(__dirname, "..", "package.json"), "utf8")) as { version: string }).version;
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    const file = join(dir, "package.json");
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version: string };
+      if (pkg.name === "registry-trust") return pkg.version;
+    }
+    if (dirname(dir) === dir) throw new Error(`registry-trust: no package.json of registry-trust above ${__dirname}`);
+  }
 }
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {

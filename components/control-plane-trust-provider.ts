@@ -7,12 +7,14 @@ import { trustProvider } from "./cluster-trust-provider";
 
 /*
  * The dynamic provider running the KCP sequencer. Pulumi serializes this object into the state and runs
- * that copy later (delete runs the copy of the last successful update), so:
+ * that copy later. From a checkout the core/kcp code is captured by value, so a delete runs the copy of the
+ * last successful update; from the installed package it is captured by reference
+ * (`require("registry-trust/dist/core/kcp/….js")`), so a delete runs the installed version's code with the
+ * stored inputs (docs/packaging.md). Hence:
  *  - @kubernetes/client-node is require()d inside the methods: the closure must not capture the module
  *    (docs/kubernetes-client.md);
- *  - the core/kcp functions are captured by value (they import no client-node at module level); the
- *    bundle is validated by the ControlPlaneTrust component in the program, not here (see
- *    writeControlPlaneTrust);
+ *  - the core/kcp functions import no client-node at module level; the bundle is validated by the
+ *    ControlPlaneTrust component in the program, not here (see writeControlPlaneTrust);
  *  - everything a later delete needs is in the outputs, the kubeconfig as a secret output.
  */
 

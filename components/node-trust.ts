@@ -2,8 +2,11 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { NodeConfig, RegistryEndpoint } from "../core/config/model";
 import { hostProblem, portProblem } from "../core/endpoint";
-import { parseNodeReport, renderNodeScript } from "../core/node/render";
+import { expectedChecks, parseNodeReport, renderNodeScript } from "../core/node/render";
 import { NodeAction, NodeReport, NodeScriptInput } from "../core/node/types";
+import { parseHostKey } from "../core/ssh/host-key";
+import { PrecheckTarget } from "../core/ssh/precheck";
+import { DEFAULT_PRECHECK_SECONDS, sshGate } from "./ssh-precheck";
 
 /*
  * Nodes and registries are plain values, not Inputs: they decide which Command resources exist and what
@@ -25,7 +28,7 @@ export interface NodeTrustArgs {
   readonly sshPrivateKey?: pulumi.Input<string>;
   /** SSH agent socket used when no private key is given. @default SSH_AUTH_SOCK of the provider process at run time */
   readonly agentSocketPath?: string;
-  /** Refuse nodes without a pinned hostKey (StackConfig.policy.requireHostKeys). @default false */
+  /** Refuse nodes (and bastions) without a pinned hostKey (StackConfig.policy.requireHostKeys; false only for labs). @default true */
   readonly requireHostKeys?: boolean;
   /** Allow a runtime restart when its configuration must change (StackConfig.policy.allowRuntimeRestart). @default true */
   readonly allowRuntimeRestart?: boolean;
@@ -33,12 +36,16 @@ export interface NodeTrustArgs {
   readonly probeImage?: string;
   /** Probe https://<registry>/v2/ on each node through the installed trust. @default true */
   readonly probeTls?: boolean;
+  /** Let a node succeed when a check cannot run on it (no openssl, curl or crictl), reported as unverified (StackConfig.policy.allowUnverifiedNodes). @default false */
+  readonly allowUnverified?: boolean;
   /** Names this installation on the nodes, so two stacks managing the same node never touch each other's files. @default "default" */
   readonly owner?: string;
-  /** Failed dial attempts before a node's resource fails (the provider's own default, 10, hides a dead node for minutes). @default 3 */
+  /** Failed dial attempts allowed before a node's resource fails (the plugin dials once more; its own default, 10, hides a dead node for minutes). @default 3 */
   readonly dialErrorLimit?: number;
-  /** Seconds per dial attempt. @default 15 */
+  /** Seconds per dial attempt; bounds the TCP connect only, as upstream's plugin does. @default 15 */
   readonly perDialTimeoutSeconds?: number;
+  /** Seconds the program-side SSH pre-check gives each node or bastion (TCP, banner, host key), in preview and up; 0 skips it. @default 10 */
+  readonly sshPrecheckSeconds?: number;
 }
 
 /** What one node reported after the install: its host plus the script's report line. */
@@ -51,8 +58,9 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
  * Installs the trust bundle on every node over SSH and verifies it there, one @pulumi/command
- * `remote.Command` per node. Nodes are independent resources (no dependency between them), so one
- * unreachable node fails only its own resource; `pulumi up --continue-on-error` lets the rest finish.
+ * `remote.Command` per node. Every node (or its bastion) must first pass the SSH pre-check, so a silent or
+ * wrong host stops the run before anything runs anywhere; past it, nodes are independent resources (no
+ * dependency between them): a failing node fails only its own resource, `--continue-on-error` finishes the rest.
  * Dropping a node from the config runs its remove script; a node that no longer exists cannot run it, so
  * its resource has to leave the state by hand (`pulumi state delete URN`).
  */
@@ -70,9 +78,19 @@ export class NodeTrust extends pulumi.ComponentResource {
 
     const unpinned = args.nodes.filter((n) => !n.hostKey).map((n) => n.name);
     if (unpinned.length > 0) {
-      pulumi.log.warn(`SSH host keys not pinned for ${unpinned.join(", ")}: whoever answers at those addresses receives the bundle push and a root shell. Pin them (nodes[].hostKey) or set requireHostKeys.`, this);
+      pulumi.log.warn(`SSH host keys not pinned for ${unpinned.join(", ")}: whoever answers at those addresses receives the bundle push and a root shell. Pin them (nodes[].hostKey); only a lab should run with allowUnpinnedHostKeys.`, this);
     }
     const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
+    // The plugin bounds neither the SSH handshake nor anything through a bastion: every directly dialled hop
+    // is checked first, and no node's Command is registered before all passed.
+    const gate = sshGate({
+      owner: `NodeTrust ${name}`,
+      targets: args.nodes.map((n): PrecheckTarget => (n.proxy
+        ? { name: `node ${n.name}`, role: "bastion", hop: { host: n.proxy.host, port: n.proxy.port, hostKey: n.proxy.hostKey } }
+        : { name: `node ${n.name}`, role: "node", hop: { host: n.host, port: n.port, hostKey: n.hostKey } })),
+      agentSocket: args.agentSocketPath ?? process.env.SSH_AUTH_SOCK,
+      seconds: args.sshPrecheckSeconds ?? DEFAULT_PRECHECK_SECONDS,
+    }, this);
     const scripts = new ScriptCache(args);
     const commands: Record<string, command.remote.Command> = {};
     const nodeResults: Record<string, pulumi.Output<NodeTrustResult>> = {};
@@ -81,14 +99,14 @@ export class NodeTrust extends pulumi.ComponentResource {
       const rendered = pulumi.all([args.bundlePem, args.servingChainPem, args.bundleHash]).apply(([bundlePem, chain, hash]) => {
         if (!SHA256_HEX.test(hash)) throw new pulumi.ResourceError(`bundleHash must be 64 lowercase hex digits (sha256), got "${hash}"`, this);
         try {
-          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain) };
+          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain), checks: scripts.checks(node, bundlePem, chain) };
         } catch (e) {
           throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
         }
       });
       const lines = rendered.apply((r) => nodeCommandLines(node.user, r.hash, r.remove));
       const cmd = new command.remote.Command(`${name}-${node.name}`, {
-        connection: this.connection(node, args, privateKey),
+        connection: this.connection(node, args, privateKey, gate),
         create: lines.create,
         stdin: rendered.apply((r) => r.install),
         delete: lines.delete,
@@ -100,7 +118,7 @@ export class NodeTrust extends pulumi.ComponentResource {
         addPreviousOutputInEnv: false,
       }, { parent: this });
       commands[node.name] = cmd;
-      nodeResults[node.name] = pulumi.all([cmd.stdout, rendered]).apply(([stdout, r]) => this.result(node, stdout, r.hash));
+      nodeResults[node.name] = pulumi.all([cmd.stdout, rendered]).apply(([stdout, r]) => this.result(node, stdout, r.hash, r.checks, args.allowUnverified ?? false));
     }
 
     this.commands = commands;
@@ -111,13 +129,13 @@ export class NodeTrust extends pulumi.ComponentResource {
     this.registerOutputs({});
   }
 
-  private connection(node: NodeConfig, args: NodeTrustArgs, privateKey: pulumi.Output<string> | undefined): command.types.input.remote.ConnectionArgs {
+  private connection(node: NodeConfig, args: NodeTrustArgs, privateKey: pulumi.Output<string> | undefined, gate: pulumi.Output<true>): command.types.input.remote.ConnectionArgs {
     // The agent socket path is left to the provider when not given: agent sockets move between login
     // sessions, and a stored path would both re-run every node on the next up and break a later delete.
     const auth = privateKey ? { privateKey } : args.agentSocketPath ? { agentSocketPath: args.agentSocketPath } : {};
     const dial = { dialErrorLimit: args.dialErrorLimit ?? 3, perDialTimeout: args.perDialTimeoutSeconds ?? 15 };
     return {
-      host: node.host,
+      host: gate.apply(() => node.host),
       port: node.port,
       user: node.user,
       ...(node.hostKey ? { hostKey: node.hostKey } : {}),
@@ -131,7 +149,7 @@ export class NodeTrust extends pulumi.ComponentResource {
     };
   }
 
-  private result(node: NodeConfig, stdout: string, expectedHash: string): NodeTrustResult {
+  private result(node: NodeConfig, stdout: string, expectedHash: string, checks: readonly string[], allowUnverified: boolean): NodeTrustResult {
     let report: NodeReport;
     try {
       report = parseNodeReport(stdout);
@@ -142,6 +160,17 @@ export class NodeTrust extends pulumi.ComponentResource {
     // RegistryPki verified against the serving chain: nothing downstream may assume this node is ready.
     if (report.action === "install" && report.bundleSha256 !== expectedHash) {
       throw new pulumi.ResourceError(`node ${node.name} (${node.host}) reports bundle sha256 ${report.bundleSha256}, expected ${expectedHash}`, this);
+    }
+    // The hash says which bundle landed, not that it works: every check the script was rendered with must
+    // have passed, or (only when allowed) be reported as one that could not run there.
+    if (report.action === "install") {
+      const missing = checks.filter((c) => !report.verified.includes(c));
+      const unverified = missing.filter((c) => allowUnverified && (report.unverified ?? []).includes(c));
+      const failed = missing.filter((c) => !unverified.includes(c));
+      if (failed.length > 0) {
+        throw new pulumi.ResourceError(`node ${node.name} (${node.host}) did not verify ${failed.join(", ")}; ${(report.unverified ?? []).length > 0 ? `it could not run ${report.unverified!.join(", ")} (install curl or openssl, and crictl for probeImage; or set registry-trust:allowUnverifiedNodes)` : "its report lists no such check"}`, this);
+      }
+      if (unverified.length > 0) pulumi.log.warn(`node ${node.name} (${node.host}): not verified, the tools are missing there: ${unverified.join(", ")} (allowUnverifiedNodes)`, this);
     }
     return { node: node.name, host: node.host, ...report };
   }
@@ -165,8 +194,17 @@ export class NodeTrust extends pulumi.ComponentResource {
       if (pp) problems.push(`${at}: port ${n.port} ${pp}`);
       if (!/^[a-z_][a-z0-9_.-]*$/i.test(n.user)) problems.push(`${at}: user "${n.user}" is not a Unix user name`);
       if (n.runtimes.length === 0) problems.push(`${at}: runtimes is empty`);
-      if (args.requireHostKeys && !n.hostKey) problems.push(`${at}: hostKey is required (requireHostKeys): pin it with the output of ssh-keyscan`);
-      if (args.requireHostKeys && n.proxy && !n.proxy.hostKey) problems.push(`${at}: proxy.hostKey is required (requireHostKeys): pin the bastion's key with the output of ssh-keyscan`);
+      const requireHostKeys = args.requireHostKeys ?? true;
+      if (requireHostKeys && !n.hostKey) problems.push(`${at}: hostKey is required: pin the node's ed25519 key (ssh-keyscan -t ed25519 ${n.host}, checked out of band), or for a lab set requireHostKeys false`);
+      if (requireHostKeys && n.proxy && !n.proxy.hostKey) problems.push(`${at}: proxy.hostKey is required: pin the bastion's ed25519 key (ssh-keyscan -t ed25519 ${n.proxy.host}, checked out of band)`);
+      for (const [field, key] of [["hostKey", n.hostKey], ["proxy.hostKey", n.proxy?.hostKey]] as const) {
+        if (key === undefined) continue;
+        try {
+          parseHostKey(key);
+        } catch (e) {
+          problems.push(`${at}: ${field} ${(e as Error).message}`);
+        }
+      }
       if (n.proxy) {
         const php = hostProblem(n.proxy.host);
         if (php) problems.push(`${at}: proxy host "${n.proxy.host}" ${php}`);
@@ -202,25 +240,34 @@ class ScriptCache {
 
   constructor(private readonly args: NodeTrustArgs) {}
 
+  /** The `verified` entries a successful install on `node` must report. */
+  checks(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): string[] {
+    return expectedChecks(this.input(node, "install", bundlePem, servingChainPem));
+  }
+
   get(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): string {
     const key = JSON.stringify([node.os, node.runtimes, action, bundlePem, servingChainPem ?? null]);
     let script = this.cache.get(key);
     if (script === undefined) {
-      const input: NodeScriptInput = {
-        os: node.os,
-        runtimes: node.runtimes,
-        registries: this.args.registries,
-        bundlePem,
-        action,
-        owner: this.args.owner,
-        servingChainPem,
-        allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,
-        probeImage: this.args.probeImage,
-        probeTls: this.args.probeTls ?? true,
-      };
-      script = renderNodeScript(input);
+      script = renderNodeScript(this.input(node, action, bundlePem, servingChainPem));
       this.cache.set(key, script);
     }
     return script;
+  }
+
+  private input(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): NodeScriptInput {
+    return {
+      os: node.os,
+      runtimes: node.runtimes,
+      registries: this.args.registries,
+      bundlePem,
+      action,
+      owner: this.args.owner,
+      servingChainPem,
+      allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,
+      probeImage: this.args.probeImage,
+      probeTls: this.args.probeTls ?? true,
+      allowUnverified: this.args.allowUnverified ?? false,
+    };
   }
 }

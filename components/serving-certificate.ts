@@ -5,6 +5,8 @@ import { fetchServedChain } from "../core/served-chain";
 import { ServingTarget } from "../core/config/model";
 import { Endpoint } from "../core/endpoint";
 import { checkHostFilesSpec, hostFilesCommandLine, hostFilesScript } from "../core/rotation/host-files";
+import { parseHostKey } from "../core/ssh/host-key";
+import { DEFAULT_PRECHECK_SECONDS, sshGate } from "./ssh-precheck";
 import { waitUntilServed } from "../core/rotation/served";
 import { servingSecretMetadata } from "../core/rotation/serving-secret";
 import { parsePemCertificates } from "../core/x509/pem";
@@ -33,6 +35,8 @@ export interface ServingCertificateArgs {
   readonly provider?: k8s.Provider;
   /** SSH private key for the registry host (hostFiles). @default the SSH agent */
   readonly sshPrivateKey?: pulumi.Input<string>;
+  /** Seconds the program-side SSH pre-check gives the registry host (hostFiles), in preview and up; 0 skips it. @default 10 */
+  readonly sshPrecheckSeconds?: number;
 }
 
 /**
@@ -47,10 +51,17 @@ export class ServingCertificate extends pulumi.ComponentResource {
   readonly servedFingerprint: pulumi.Output<string>;
 
   constructor(name: string, args: ServingCertificateArgs, opts?: pulumi.ComponentResourceOptions) {
-    // Before super(): a refused reload command must leave no resource behind, not even this component.
+    // Before super(): a refused reload command, path or host key must leave no resource behind, not even
+    // this component. The host key is required in every stack: the serving private key is pushed there.
     if (args.target.kind === "hostFiles") {
       try {
         checkHostFilesSpec(args.target);
+        if (!args.target.hostKey) throw new Error(`hostFiles: hostKey is required: the serving private key is pushed to ${args.target.host}, so whoever answered there unpinned would receive it; pin its ed25519 key (ssh-keyscan -t ed25519 ${args.target.host}, checked out of band)`);
+        try {
+          parseHostKey(args.target.hostKey);
+        } catch (e) {
+          throw new Error(`hostFiles: hostKey ${(e as Error).message}`);
+        }
       } catch (e) {
         throw new pulumi.ResourceError(`ServingCertificate ${name}: ${(e as Error).message}`, undefined);
       }
@@ -79,9 +90,16 @@ export class ServingCertificate extends pulumi.ComponentResource {
       done = secret.metadata.resourceVersion;
     } else {
       const auth = args.sshPrivateKey ? { privateKey: pulumi.secret(args.sshPrivateKey) } : {};
+      // The plugin does not bound the SSH handshake: a silent host would hang the switch, so it is checked first.
+      const gate = sshGate({
+        owner: `ServingCertificate ${name}`,
+        targets: [{ name: "serving host", role: "node", hop: { host: t.host, port: t.port, hostKey: t.hostKey } }],
+        agentSocket: process.env.SSH_AUTH_SOCK,
+        seconds: args.sshPrecheckSeconds ?? DEFAULT_PRECHECK_SECONDS,
+      }, this);
       const files = new command.remote.Command(`${name}-files`, {
         connection: {
-          host: t.host, port: t.port, user: t.user, ...(t.hostKey ? { hostKey: t.hostKey } : {}), ...auth,
+          host: gate.apply(() => t.host), port: t.port, user: t.user, hostKey: t.hostKey, ...auth,
           dialErrorLimit: 3, perDialTimeout: 15,
         },
         create: chain.apply((c) => hostFilesCommandLine(t.user, c)),

@@ -109,7 +109,7 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -155,18 +155,19 @@ function writeKubeconfig(dir: string, server: string): string {
   return file;
 }
 
-interface Daemon {
+export interface Daemon {
   name: string;
   child: ChildProcess;
   log: string;
   exited: Promise<void>;
 }
 
-function startDaemon(name: string, bin: string, args: string[], dir: string): Daemon {
+/** Starts `bin` with its output appended to `dir`/`name`.log; `extraEnv` joins a PATH-only environment. */
+export function startDaemon(name: string, bin: string, args: string[], dir: string, extraEnv: Record<string, string> = {}): Daemon {
   const log = path.join(dir, `${name}.log`);
   const fd = fs.openSync(log, "a");
   // A clean environment, like a systemd unit: CA/proxy variables of the test process must not leak in.
-  const child = spawn(bin, args, { cwd: dir, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", fd, fd] });
+  const child = spawn(bin, args, { cwd: dir, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...extraEnv }, stdio: ["ignore", fd, fd] });
   fs.closeSync(fd);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
@@ -176,7 +177,7 @@ function startDaemon(name: string, bin: string, args: string[], dir: string): Da
   return { name, child, log, exited };
 }
 
-function tail(file: string, lines = 25): string {
+export function tail(file: string, lines = 25): string {
   try {
     return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
   } catch {
@@ -184,7 +185,7 @@ function tail(file: string, lines = 25): string {
   }
 }
 
-async function stopDaemon(d: Daemon): Promise<void> {
+export async function stopDaemon(d: Daemon): Promise<void> {
   if (d.child.exitCode !== null || d.child.signalCode !== null) return;
   d.child.kill("SIGTERM");
   const timer = setTimeout(() => d.child.kill("SIGKILL"), 10_000);
@@ -194,7 +195,7 @@ async function stopDaemon(d: Daemon): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, deadline: number, daemons: Daemon[], probe: () => Promise<boolean>): Promise<void> {
+export async function waitFor(what: string, deadline: number, daemons: Daemon[], probe: () => Promise<boolean>): Promise<void> {
   let lastError = "";
   while (Date.now() < deadline) {
     const dead = daemons.find((d) => d.child.exitCode !== null || d.child.signalCode !== null);
@@ -241,6 +242,49 @@ process.once("exit", () => {
     fs.rmSync(env.dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Creates the CRDs and returns once each is Established and every served version lists (the lab's Cluster
+ * API managers install theirs with this too). `daemons` are checked for early exits while waiting.
+ */
+export async function installCrds(kubeConfig: k8s.KubeConfig, bodies: k8s.V1CustomResourceDefinition[], deadline: number,
+  daemons: Daemon[] = []): Promise<Map<string, k8s.V1CustomResourceDefinition>> {
+  const crds = new Map<string, k8s.V1CustomResourceDefinition>();
+  const ext = kubeConfig.makeApiClient(k8s.ApiextensionsV1Api);
+  const names: string[] = [];
+  for (const body of bodies) {
+    await ext.createCustomResourceDefinition({ body });
+    names.push(body.metadata!.name!);
+  }
+  for (const name of names) {
+    await waitFor(`CRD ${name} Established`, deadline, daemons, async () => {
+      const crd = await ext.readCustomResourceDefinition({ name });
+      const established = crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
+      if (established) crds.set(name, crd);
+      return established ?? false;
+    });
+  }
+  // The apiserver holds every create of a custom resource for 2 s while its CRD was Established less
+  // than 2 s ago (an HA safeguard in apiextensions' crdHandler). Waiting it out here keeps that one-off
+  // stall out of the tests' timings.
+  await sleep(2_000);
+  // Controllers keep updating a new CRD's status for a moment, and each update re-creates its storage,
+  // which answers 429 "storage is (re)initializing" meanwhile. Ready = every served version lists and
+  // no CRD changed while we checked.
+  const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+  await waitFor("CRDs settled", deadline, daemons, async () => {
+    const before = await Promise.all(names.map((name) => ext.readCustomResourceDefinition({ name })));
+    for (const crd of before) {
+      for (const v of crd.spec.versions.filter((v) => v.served)) {
+        await custom.listClusterCustomObject({ group: crd.spec.group, version: v.name, plural: crd.spec.names.plural, limit: 1 });
+      }
+    }
+    const after = await Promise.all(names.map((name) => ext.readCustomResourceDefinition({ name })));
+    after.forEach((crd) => crds.set(crd.metadata!.name!, crd));
+    return before.every((crd, i) => crd.metadata?.resourceVersion === after[i].metadata?.resourceVersion);
+  });
+  return crds;
+}
 
 export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer> {
   const assets = findAssets();
@@ -300,51 +344,22 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
     // /readyz covers the post-start hooks too (RBAC bootstrap roles, CRD informers), unlike /healthz.
     await waitFor("kube-apiserver /readyz", deadline, env.daemons, async () => (await adminGet(dir, `${server}/readyz`)) === 200);
 
-    const crds = new Map<string, k8s.V1CustomResourceDefinition>();
+    let crds = new Map<string, k8s.V1CustomResourceDefinition>();
     if (opts.installCapiCrds ?? true) {
-      const ext = kubeConfig.makeApiClient(k8s.ApiextensionsV1Api);
-      const names: string[] = [];
-      for (const file of fs.readdirSync(assets.capiCrdDir).filter((f) => f.endsWith(".yaml")).sort()) {
+      const bodies = fs.readdirSync(assets.capiCrdDir).filter((f) => f.endsWith(".yaml")).sort()
         // Typed client-node APIs re-serialize their body from model property names (xKubernetesIntOrString):
         // a plain parse keeps wire names (x-kubernetes-int-or-string) that would be silently dropped.
-        const body = k8s.loadYaml<k8s.V1CustomResourceDefinition>(fs.readFileSync(path.join(assets.capiCrdDir, file), "utf8"));
-        const storage = opts.storageVersion;
-        if (storage) {
+        .map((file) => k8s.loadYaml<k8s.V1CustomResourceDefinition>(fs.readFileSync(path.join(assets.capiCrdDir, file), "utf8")));
+      const storage = opts.storageVersion;
+      if (storage) {
+        for (const body of bodies) {
           if (!body.spec.versions.some((v) => v.name === storage)) {
             throw new Error(`CRD ${body.metadata?.name} has no version ${storage} to store in`);
           }
           for (const v of body.spec.versions) v.storage = v.name === storage;
         }
-        await ext.createCustomResourceDefinition({ body });
-        names.push(body.metadata!.name!);
       }
-      for (const name of names) {
-        await waitFor(`CRD ${name} Established`, deadline, env.daemons, async () => {
-          const crd = await ext.readCustomResourceDefinition({ name });
-          const established = crd.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
-          if (established) crds.set(name, crd);
-          return established ?? false;
-        });
-      }
-      // The apiserver holds every create of a custom resource for 2 s while its CRD was Established less
-      // than 2 s ago (an HA safeguard in apiextensions' crdHandler). Waiting it out here keeps that one-off
-      // stall out of the tests' timings.
-      await sleep(2_000);
-      // Controllers keep updating a new CRD's status for a moment, and each update re-creates its storage,
-      // which answers 429 "storage is (re)initializing" meanwhile. Ready = every served version lists and
-      // no CRD changed while we checked.
-      const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-      await waitFor("CRDs settled", deadline, env.daemons, async () => {
-        const before = await Promise.all(names.map((name) => ext.readCustomResourceDefinition({ name })));
-        for (const crd of before) {
-          for (const v of crd.spec.versions.filter((v) => v.served)) {
-            await custom.listClusterCustomObject({ group: crd.spec.group, version: v.name, plural: crd.spec.names.plural, limit: 1 });
-          }
-        }
-        const after = await Promise.all(names.map((name) => ext.readCustomResourceDefinition({ name })));
-        after.forEach((crd) => crds.set(crd.metadata!.name!, crd));
-        return before.every((crd, i) => crd.metadata?.resourceVersion === after[i].metadata?.resourceVersion);
-      });
+      crds = await installCrds(kubeConfig, bodies, deadline, env.daemons);
     }
     return { kubeconfigPath, server, kubeConfig, dir, crds, pids: { etcd: etcd.child.pid!, kubeApiserver: apiserver.child.pid! }, stop };
   } catch (e) {

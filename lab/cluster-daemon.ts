@@ -1,7 +1,8 @@
 /*
  * `tsx lab/cluster-daemon.ts DIR`: keeps the lab cluster (lab/cluster.ts) running until SIGTERM, then
- * stops the simulated controllers, the apiserver and etcd. The simulated controllers are loops in this
- * process, so the cluster needs a process that outlives `lab start`; lab/cli.ts starts this one detached.
+ * stops the Cluster API managers, the garbage-collector stand-in, the apiserver and etcd. They are children
+ * of this process (and the stand-in a loop in it), so the cluster needs a process that outlives
+ * `lab start`; lab/cli.ts starts this one detached.
  */
 import { startCluster } from "./cluster";
 

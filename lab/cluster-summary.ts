@@ -2,7 +2,8 @@
  * `tsx lab/cluster-summary.ts LABDIR OUTPUTS.json`: after `pulumi up --stack lab`, checks on the real
  * parts what the stack claims (OUTPUTS.json = `pulumi stack output --json`) and prints one line each:
  * per node a CRI pull of the lab image (the kubelet's path), the KubeadmControlPlane's CA file entry and
- * its rollout, the MachineDeployment's bootstrap template, and what the registry serves. Exit 1 when any
+ * its rollout, the Machines the real Cluster API controllers rolled (their bootstrap data carries the
+ * bundle), the MachineDeployment's bootstrap template, and what the registry serves. Exit 1 when any
  * check fails. Used by scripts/demo.sh.
  */
 import * as fs from "node:fs";
@@ -58,6 +59,20 @@ async function main(): Promise<void> {
     const generation = outputs.controlPlaneTrust[0]?.generation ?? Number.MAX_SAFE_INTEGER;
     const rollout = rolloutState(kcp as never, cluster.apiVersion, generation);
     line(rollout.done, `KubeadmControlPlane rollout ${rollout.done ? "done" : "NOT done"}: ${rollout.summary}`);
+    // The Machines the real controllers rolled: each should have been made after our write, i.e. boot
+    // from bootstrap data that writes our CA file with the stack's bundle.
+    const caPath = `/etc/containerd/certs.d/${endpoint}/ca.crt`;
+    const firstLine = outputs.bundlePem.split("\n")[1] ?? "";
+    const machines = (await objs.machines()).filter((m) => !m.metadata.deletionTimestamp);
+    const carrying = await Promise.all(machines.map(async (m) => {
+      const data = await objs.bootstrapData(m.spec.bootstrap.dataSecretName).catch(() => undefined);
+      return Boolean(data?.includes(`path: ${caPath}`) && data.includes(firstLine));
+    }));
+    const cp = machines.filter((m) => m.metadata.labels?.["cluster.x-k8s.io/control-plane"] !== undefined);
+    line(machines.length > 0 && carrying.every(Boolean),
+      `Machines rolled by ${cluster.controllers}: ${cp.length} control plane, ${machines.length - cp.length} workers; ` +
+      `${carrying.filter(Boolean).length}/${machines.length} boot from bootstrap data writing ${caPath} with the stack's bundle ` +
+      `(${machines.map((m) => m.metadata.name).join(", ")})`);
     const md = await objs.machineDeployment();
     const name = md.spec.template.spec.bootstrap.configRef.name as string;
     const template = await objs.template(name);

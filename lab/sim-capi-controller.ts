@@ -1,5 +1,6 @@
 // Stands in for the KubeadmControlPlane controller of Cluster API on a bare apiserver (no controller runs
-// there). It reacts to each generation change like a rollout, and keeps writing the object at the pace of a
+// there), as a fast fixture only: the lab, bench:kcp and the claims' tests run the real controllers
+// (lab/capi.ts); test/k8s/kcp-sequencer uses this one and says why. It reacts to each generation change like a rollout, and keeps writing the object at the pace of a
 // busy controller so that writers using a resourceVersion precondition really meet 409 Conflicts.
 //
 // Without CAPI's conversion webhook the apiserver converts between v1beta1 and v1beta2 by relabelling only,

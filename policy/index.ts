@@ -4,12 +4,12 @@ import { insecureRegistrySettings } from "./policies/insecure-registry-settings"
 import { keyStrength } from "./policies/key-strength";
 import { maxValidity } from "./policies/max-validity";
 import { servingSans } from "./policies/serving-sans";
-import { sshHostKeysPinned } from "./policies/ssh-host-keys";
+import { sshHostKeysOptOut, sshHostKeysPinned } from "./policies/ssh-host-keys";
 import { captureStackConfig } from "./stack-config";
 
 // Before the PolicyPack starts its server: the production rules depend on the stack config it receives.
 captureStackConfig();
 
 new PolicyPack("registry-trust", {
-  policies: [insecureRegistrySettings, sshHostKeysPinned, caOverlapRetention, keyStrength, maxValidity, servingSans],
+  policies: [insecureRegistrySettings, sshHostKeysPinned, sshHostKeysOptOut, caOverlapRetention, keyStrength, maxValidity, servingSans],
 });

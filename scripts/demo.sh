@@ -23,6 +23,8 @@ if [ -z "${KUBE_APISERVER_BIN:-}${KUBEBUILDER_ASSETS:-}" ] && [ ! -x "$cache/k8s
   say "building kube-apiserver and etcd from Go modules: cold, this takes ~15 minutes on 2 cores (cached afterwards)"
 fi
 bash scripts/k8s-binaries.sh
+# The lab cluster runs the real Cluster API managers (lab/capi.ts), built from Go modules once.
+bash scripts/capi-binaries.sh
 if ! command -v pulumi >/dev/null && [ ! -x "$(bash scripts/pulumi-binaries.sh --print-bin)/pulumi" ]; then
   say "building the Pulumi CLI and plugins from Go modules: cold, this takes 12-25 minutes on 2 cores (cached afterwards)"
 fi
@@ -62,7 +64,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-say "starting the lab: registry, 2 SSH nodes, kube-apiserver + Cluster API objects, stack 'lab' config"
+say "starting the lab: registry, 2 SSH nodes, kube-apiserver + the real Cluster API controllers and a workload cluster, stack 'lab' config"
 node_modules/.bin/tsx lab/cli.ts start --nodes 2 --dir "$lab" --cluster --stack lab
 
 # The lab's pulumi (lab/cluster-stack.ts): the lab's filled copy of stacks/Pulumi.lab.yaml in the committed

@@ -5,7 +5,7 @@
 set -eu
 
 PACKAGES="openssh-server openssh-client docker-registry containerd skopeo curl openssl ca-certificates
-iproute2 util-linux mount podman p11-kit shellcheck cloud-init"
+iproute2 util-linux mount podman p11-kit shellcheck cloud-init busybox-static"
 
 missing=""
 for p in $PACKAGES; do

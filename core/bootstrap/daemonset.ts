@@ -111,13 +111,21 @@ export function renderDaemonSet(input: DaemonSetInput): DaemonSetManifests {
           // systemctl (a containerd restart when config_path must be added) talks to the node's systemd and
           // refuses to act when PID 1 is not the node's init, which it checks through /proc.
           hostPID: true,
+          // The node's network, not a pod network: containerd pulls through the node's network, which is what
+          // the script's TLS probe must check; and a new node's pod network may itself wait on an image from
+          // the very registry this pod makes trusted (a CNI plugin's), so a pod-network pod could never start there.
+          hostNetwork: true,
           automountServiceAccountToken: false,
           initContainers: [{
             name: "install",
             image,
             // The script runs on the node's own userland (its update-ca-certificates, openssl, systemctl,
             // containerd config), so it chroots into the node's root; stdin is opened before the chroot.
-            command: ["sh", "-c", `chroot ${HOST_ROOT} sh -s < ${SCRIPT_DIR}/${SCRIPT_KEY}`],
+            // The node's shell by absolute path: a busybox built to prefer its applets (Debian's static
+            // busybox) runs a bare `sh` as its own ash — still the image's binary, through /proc/self/exe —
+            // whose applets then shadow the node's tools (update-ca-certificates failed on busybox `find`
+            // without -lname under a real kubelet).
+            command: ["sh", "-c", `chroot ${HOST_ROOT} /bin/sh -s < ${SCRIPT_DIR}/${SCRIPT_KEY}`],
             securityContext: { privileged: true, runAsUser: 0 },
             volumeMounts: [{ name: "host-root", mountPath: HOST_ROOT }, { name: "script", mountPath: SCRIPT_DIR, readOnly: true }],
             resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "128Mi" } },

@@ -88,8 +88,9 @@ export type ServingTarget =
     readonly host: string;
     readonly port: number;
     readonly user: string;
-    readonly hostKey?: string;
-    /** Absolute paths on the registry host. */
+    /** Pinned ed25519/ECDSA host key: required, the serving private key is pushed there. */
+    readonly hostKey: string;
+    /** Absolute, normalized paths on the registry host. */
     readonly certPath: string;
     readonly keyPath: string;
     /** argv run after both files are in place; each word is passed single-quoted. */
@@ -122,6 +123,8 @@ export interface StackConfig {
     readonly requireHostKeys: boolean;
     readonly allowRuntimeRestart: boolean;
     readonly probeImage?: string;
+    /** A node whose checks cannot run (missing openssl/curl/crictl) succeeds, its checks reported unverified. */
+    readonly allowUnverifiedNodes: boolean;
     readonly expiryWarningDays: number;
     /** The rotation preflight warns instead of failing when live state cannot be read. */
     readonly preflightAllowUnreachable: boolean;

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { hostProblem, portProblem } from "../endpoint";
+import { parseHostKey } from "../ssh/host-key";
 import { ConfigIssue, show } from "./issues";
 import { CONFIG_KEYS, ConfigKey, PROJECT } from "./schema";
 
@@ -152,6 +153,23 @@ export function portField(r: Reader, path: string, v: unknown, fallback: number)
     return fallback;
   }
   return v as number;
+}
+
+/** A pinned SSH host key line: ed25519 or ECDSA (an RSA pin cannot work with the command plugin, see core/ssh/host-key.ts). */
+export function hostKeyField(r: Reader, path: string, v: unknown, host: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const fix = `ssh-keyscan -t ed25519 ${host ?? "HOST"} | cut -d' ' -f2- (compare its fingerprint with the host's own \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` out of band), then pulumi config set --path '${PROJECT}:${path}' "ssh-ed25519 AAAA…"`;
+  if (typeof v !== "string") {
+    r.issue(path, v, "must be a public host key line such as \"ssh-ed25519 AAAAC3…\".", fix);
+    return undefined;
+  }
+  try {
+    parseHostKey(v);
+  } catch (e) {
+    r.issue(path, v, `${(e as Error).message}.`, fix);
+    return undefined;
+  }
+  return v.trim();
 }
 
 export function stringField(r: Reader, path: string, v: unknown, pattern: RegExp, what: string): string | undefined {

@@ -1,6 +1,6 @@
 import { checkDaemonSetImage } from "../bootstrap/daemonset";
 import { ClusterConfig, DaemonSetConfig, RegistryEndpoint, ServingTarget } from "./model";
-import { Reader, checkFields, hostField, isObj, portField, stringField } from "./reader";
+import { Reader, checkFields, hostField, hostKeyField, isObj, portField, stringField } from "./reader";
 import { PROJECT, SERVING_TARGET_KINDS } from "./schema";
 
 /*
@@ -12,7 +12,6 @@ import { PROJECT, SERVING_TARGET_KINDS } from "./schema";
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
-const HOST_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}$/;
 /** An absolute path of plain characters: it is written into the generated shell (single-quoted). */
 export const SAFE_PATH = /^\/[A-Za-z0-9._+@-]+(\/[A-Za-z0-9._+@-]+)*$/;
 /** One word of the reload command: no quotes, spaces, `$`, globs or other shell syntax. */
@@ -36,12 +35,29 @@ function verifySeconds(r: Reader, path: string, v: unknown): number {
   return v;
 }
 
+/** Why `p` is not an absolute, normalized path ("/etc/registry/../../etc/shadow" is not the file it seems). */
+export function pathProblem(p: string): string | undefined {
+  if (!p.startsWith("/")) return "is not an absolute path";
+  if (p.includes("//")) return "contains an empty segment (\"//\")";
+  const segments = p.slice(1).split("/");
+  if (segments.some((s) => s === "." || s === "..")) return "is not normalized: it has a \".\" or \"..\" segment, so it names another file than it appears to";
+  if (p.length > 1 && p.endsWith("/")) return "ends with \"/\": it names a directory, not a file";
+  if (!SAFE_PATH.test(p)) return "has characters other than letters, digits and . _ + @ - (no spaces or shell characters)";
+  return undefined;
+}
+
 function absPath(r: Reader, path: string, v: unknown): string | undefined {
+  const example = "/etc/docker/registry/tls.crt";
   if (v === undefined) {
-    r.issue(path, v, "is required.", `pulumi config set --path '${PROJECT}:${path}' /etc/docker/registry/tls.crt`);
+    r.issue(path, v, "is required.", `pulumi config set --path '${PROJECT}:${path}' ${example}`);
     return undefined;
   }
-  return stringField(r, path, v, SAFE_PATH, "an absolute path of letters, digits and . _ + @ - (no spaces or shell characters)");
+  const problem = typeof v === "string" ? pathProblem(v) : "is not a string";
+  if (problem) {
+    r.issue(path, v, `${problem}: it must be an absolute, normalized path.`, `Give the file's real absolute path without ".", ".." or "//" segments, e.g. pulumi config set --path '${PROJECT}:${path}' ${example}`);
+    return undefined;
+  }
+  return v as string;
 }
 
 function reloadCommand(r: Reader, path: string, v: unknown): string[] {
@@ -58,8 +74,8 @@ function reloadCommand(r: Reader, path: string, v: unknown): string[] {
   return words;
 }
 
-/** `requireHostKey`: why the registry host's SSH key must be pinned (production, requireHostKeys), if it must. */
-export function servingTarget(r: Reader, clusters: readonly ClusterConfig[], requireHostKey?: string): ServingTarget {
+/** The serving target. A hostFiles target always needs its host key pinned: the serving private key goes there. */
+export function servingTarget(r: Reader, clusters: readonly ClusterConfig[]): ServingTarget {
   const v = r.json("servingTarget");
   const key = "servingTarget";
   if (!isObj(v)) {
@@ -89,16 +105,17 @@ export function servingTarget(r: Reader, clusters: readonly ClusterConfig[], req
   const host = hostField(r, `${key}.host`, v.host);
   const port = portField(r, `${key}.port`, v.port, 22);
   const user = stringField(r, `${key}.user`, v.user ?? "root", UNIX_USER, "a Unix user name");
-  const hostKey = stringField(r, `${key}.hostKey`, v.hostKey, HOST_KEY, "a public host key line such as \"ssh-ed25519 AAAAC3…\" (from ssh-keyscan, without the host name)");
-  if (v.hostKey === undefined && requireHostKey) {
-    r.issue(`${key}.hostKey`, undefined, `is required: ${requireHostKey}.`, `ssh-keyscan -t ed25519 ${host ?? "HOST"} | cut -d' ' -f2- , then pulumi config set --path '${PROJECT}:${key}.hostKey' "ssh-ed25519 AAAA…"`);
+  const hostKey = hostKeyField(r, `${key}.hostKey`, v.hostKey, host);
+  if (v.hostKey === undefined) {
+    // In every stack, allowUnpinnedHostKeys or not: this push carries the registry's private key.
+    r.issue(`${key}.hostKey`, undefined, "is required: the serving private key is pushed to this host, so whoever answered at an unpinned address would receive it.", `ssh-keyscan -t ed25519 ${host ?? "HOST"} | cut -d' ' -f2- , check its fingerprint out of band, then pulumi config set --path '${PROJECT}:${key}.hostKey' "ssh-ed25519 AAAA…"`);
   }
   const certPath = absPath(r, `${key}.certPath`, v.certPath);
   const keyPath = absPath(r, `${key}.keyPath`, v.keyPath);
   if (certPath && certPath === keyPath) r.issue(`${key}.keyPath`, keyPath, "is the same file as certPath.", "Give the key its own file.");
   const words = reloadCommand(r, `${key}.reloadCommand`, v.reloadCommand);
   const verifyTimeoutSeconds = verifySeconds(r, `${key}.verifyTimeoutSeconds`, v.verifyTimeoutSeconds);
-  if (!host || !user || !certPath || !keyPath || words.length === 0) return { kind: "none" };
+  if (!host || !user || !hostKey || !certPath || !keyPath || words.length === 0) return { kind: "none" };
   return { kind: "hostFiles", host, port, user, hostKey, certPath, keyPath, reloadCommand: words, verifyTimeoutSeconds };
 }
 

@@ -9,7 +9,7 @@ import {
   ClusterConfig, GeneratedCaConfig, ImportedCaConfig, KeyAlgorithm, NodeConfig, ObjectRef, OsFamily,
   ProxyConfig, RegistryEndpoint, Runtime, StackConfig,
 } from "./model";
-import { ParseOptions, RawConfig, Reader, checkFields, didYouMean, hostField, isObj, list, portField, stringField } from "./reader";
+import { ParseOptions, RawConfig, Reader, checkFields, didYouMean, hostField, hostKeyField, isObj, list, portField, stringField } from "./reader";
 import { daemonSet, servingTarget } from "./targets";
 import { CA_MODES, CONFIG_KEYS, ConfigKey, KEY_ALGORITHMS, OS_FAMILIES, PROJECT, RUNTIMES, SERVING_MODES } from "./schema";
 
@@ -18,7 +18,6 @@ export type { ParseOptions, RawConfig };
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const RESOURCE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
-const HOST_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}$/;
 
 function registries(r: Reader): RegistryEndpoint[] {
   const out: RegistryEndpoint[] = [];
@@ -107,6 +106,11 @@ function secretKey(r: Reader, key: "servingKey" | "sshPrivateKey"): string | und
   return v;
 }
 
+/** How to pin a host key, or (for a lab) opt out. */
+function pinFix(path: string, host: string | undefined): string {
+  return `ssh-keyscan -t ed25519 ${host ?? "HOST"} | cut -d' ' -f2- , check its fingerprint out of band (ssh-keygen -lf on the host's console), then pulumi config set --path '${PROJECT}:${path}' "ssh-ed25519 AAAA…". A lab may instead set ${PROJECT}:allowUnpinnedHostKeys true (README: SSH host keys).`;
+}
+
 function nodes(r: Reader, defaults: { user: string; port: number; os: OsFamily; runtimes: Runtime[] }, requireHostKeys: boolean, why: string): NodeConfig[] {
   const out: NodeConfig[] = [];
   list(r, "nodes").forEach((e, i) => {
@@ -122,9 +126,9 @@ function nodes(r: Reader, defaults: { user: string; port: number; os: OsFamily; 
       else os = e.os as OsFamily;
     }
     const runtimes = e.runtimes === undefined ? defaults.runtimes : runtimeList(r, `${path}.runtimes`, e.runtimes);
-    const hostKey = stringField(r, `${path}.hostKey`, e.hostKey, HOST_KEY, "a public host key line such as \"ssh-ed25519 AAAAC3…\" (from ssh-keyscan, without the host name)");
+    const hostKey = hostKeyField(r, `${path}.hostKey`, e.hostKey, host);
     if (e.hostKey === undefined && requireHostKeys) {
-      r.issue(`${path}.hostKey`, undefined, `is required: ${why}.`, `ssh-keyscan -t ed25519 ${host ?? "HOST"} | cut -d' ' -f2- , then pulumi config set --path '${PROJECT}:${path}.hostKey' "ssh-ed25519 AAAA…"`);
+      r.issue(`${path}.hostKey`, undefined, `is required: ${why}.`, pinFix(`${path}.hostKey`, host));
     }
     let proxy: ProxyConfig | undefined;
     if (e.proxy !== undefined) {
@@ -134,10 +138,10 @@ function nodes(r: Reader, defaults: { user: string; port: number; os: OsFamily; 
         const ph = hostField(r, `${path}.proxy.host`, e.proxy.host);
         const pp = portField(r, `${path}.proxy.port`, e.proxy.port, defaults.port);
         const pu = stringField(r, `${path}.proxy.user`, e.proxy.user, UNIX_USER, "a Unix user name") ?? defaults.user;
-        const pk = stringField(r, `${path}.proxy.hostKey`, e.proxy.hostKey, HOST_KEY, "a public host key line such as \"ssh-ed25519 AAAAC3…\" (from ssh-keyscan, without the host name)");
+        const pk = hostKeyField(r, `${path}.proxy.hostKey`, e.proxy.hostKey, ph);
         // The bastion holds our credentials for the session it relays: whoever answers there could use them.
         if (e.proxy.hostKey === undefined && requireHostKeys) {
-          r.issue(`${path}.proxy.hostKey`, undefined, `is required: ${why}.`, `ssh-keyscan -t ed25519 ${ph ?? "BASTION"} | cut -d' ' -f2- , then pulumi config set --path '${PROJECT}:${path}.proxy.hostKey' "ssh-ed25519 AAAA…"`);
+          r.issue(`${path}.proxy.hostKey`, undefined, `is required: ${why}.`, pinFix(`${path}.proxy.hostKey`, ph));
         }
         if (ph) proxy = { host: ph, port: pp, user: pu, ...(pk ? { hostKey: pk } : {}) };
       }
@@ -215,7 +219,9 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
   const now = opts.now ?? new Date();
 
   for (const key of Object.keys(raw)) {
-    if (!(key in CONFIG_KEYS)) r.issue(key, raw[key].secret ? SECRET : raw[key].value, `is not a registry-trust setting.${didYouMean(key, Object.keys(CONFIG_KEYS))}`, `pulumi config rm ${PROJECT}:${key}`);
+    if (key === "requireHostKeys") {
+      r.issue(key, raw[key].value, "was removed: host keys are now required for every node unless allowUnpinnedHostKeys is true.", `pulumi config rm ${PROJECT}:requireHostKeys (README: SSH host keys, migrating a stack)`);
+    } else if (!(key in CONFIG_KEYS)) r.issue(key, raw[key].secret ? SECRET : raw[key].value, `is not a registry-trust setting.${didYouMean(key, Object.keys(CONFIG_KEYS))}`, `pulumi config rm ${PROJECT}:${key}`);
   }
 
   const production = r.boolean("production");
@@ -276,9 +282,13 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
   const sshKey = secretKey(r, "sshPrivateKey");
   const nodeOs = r.oneOf("nodeOs", OS_FAMILIES);
   const nodeRuntimes = runtimeList(r, "nodeRuntimes", r.json("nodeRuntimes"));
-  const requireHostKeys = r.boolean("requireHostKeys");
-  const nodeList = nodes(r, { user: sshUser, port: sshPort, os: nodeOs, runtimes: nodeRuntimes }, requireHostKeys || production,
-    production ? "production stacks pin SSH host keys (a MITM could otherwise receive the bundle push and our root shell)" : "requireHostKeys is true");
+  const allowUnpinned = r.boolean("allowUnpinnedHostKeys");
+  if (production && allowUnpinned) {
+    r.issue("allowUnpinnedHostKeys", allowUnpinned, "cannot be true in a production stack: whoever answers at an unpinned address receives the bundle push and a root shell.", `Pin every node's and bastion's host key, then pulumi config rm ${PROJECT}:allowUnpinnedHostKeys`);
+  }
+  const requireHostKeys = production || !allowUnpinned;
+  const nodeList = nodes(r, { user: sshUser, port: sshPort, os: nodeOs, runtimes: nodeRuntimes }, requireHostKeys,
+    "SSH host keys are pinned by default (whoever answers at an unpinned address receives the bundle push and a root shell)");
 
   if (production && ca?.mode === "generate" && ca.retainGenerations < 1) {
     r.issue("caRetainGenerations", ca.retainGenerations, "must be at least 1 in a production stack: otherwise a rotation drops the CA of the certificate the registry still serves.", `pulumi config set ${PROJECT}:caRetainGenerations 1`);
@@ -298,8 +308,7 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
   }
 
   const clusterList = clusters(r);
-  const target = servingTarget(r, clusterList, production ? "production stacks pin SSH host keys (whoever answers at that address would receive the serving private key)"
-    : requireHostKeys ? "requireHostKeys is true" : undefined);
+  const target = servingTarget(r, clusterList);
   if (target.kind !== "none" && servingMode === "external" && !servingKey) {
     r.issue("servingTarget.kind", target.kind, "needs the serving private key to install, and servingCertMode is external without servingKey.", `Set servingKey (pulumi config set --secret ${PROJECT}:servingKey < key.pem) and servingCertChainFile, or use servingTarget {kind: none}.`);
   }
@@ -319,9 +328,10 @@ export function parseStackConfig(raw: RawConfig, opts: ParseOptions): StackConfi
     servingTarget: target,
     daemonSet: daemonSet(r, clusterList, regs),
     policy: {
-      requireHostKeys: requireHostKeys || production,
+      requireHostKeys,
       allowRuntimeRestart: r.boolean("allowRuntimeRestart"),
       probeImage: probeImage || undefined,
+      allowUnverifiedNodes: r.boolean("allowUnverifiedNodes"),
       expiryWarningDays: warnDays,
       preflightAllowUnreachable: r.boolean("preflightAllowUnreachable"),
     },

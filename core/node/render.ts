@@ -9,7 +9,7 @@ import { inspectBundle } from "../x509/bundle";
 import { parsePemCertificates, toPem } from "../x509/pem";
 import { formatProblem } from "../x509/problems";
 import { CONTAINERD_CERTS_DIR, containerdCaPath, containerdHostsFiles, managedMarker } from "./containerd-hosts";
-import { storeFamily, storeLayoutShell } from "./os-stores";
+import { OS_STORES, storeFamily, storeLayoutShell } from "./os-stores";
 import { NODE_REPORT_PREFIX, NodeReport, NodeScriptInput } from "./types";
 
 /*
@@ -21,7 +21,7 @@ import { NODE_REPORT_PREFIX, NodeReport, NodeScriptInput } from "./types";
 
 const LIB = `${readFileSync(join(__dirname, "lib.sh"), "utf8")}\n${storeLayoutShell()}\n`;
 const OWNER = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
-const IMAGE_REF = /^[a-z0-9.-]+(:\d{1,5})?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})?$/;
+const IMAGE_REF = /^([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?\/[a-z0-9._/-]+(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})?$/;
 
 export class NodeScriptError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -146,7 +146,7 @@ export function rancherRegistries(registries: readonly RegistryEndpoint[], caFil
 function removalLayout(runtime: Runtime, registries: RegistryEndpoint[], owner: string, allowRestart: boolean): string[] {
   switch (runtime) {
     case "containerd":
-      return [`rt_plan_prune ${CONTAINERD_CERTS_DIR}/*/hosts.toml ${CONTAINERD_CERTS_DIR}/*/ca.crt`];
+      return [`rt_plan_prune ${CONTAINERD_CERTS_DIR}/*/hosts.toml ${CONTAINERD_CERTS_DIR}/*/ca.crt`, `rt_unplan_containerd_config ${q(CONTAINERD_CERTS_DIR)}`];
     case "docker":
       return [`rt_plan_prune ${DOCKER_CERTS_DIR}/*/ca.crt`];
     case "crio":
@@ -165,15 +165,56 @@ function removalLayout(runtime: Runtime, registries: RegistryEndpoint[], owner: 
   }
 }
 
+/**
+ * The checks an install runs after writing, each with the entry it adds to the report's `verified` list
+ * when it passes (unknown for the OS store's bundle while the OS family is detected on the node).
+ */
+function installChecks(input: NodeScriptInput, v: ReturnType<typeof validate>, layouts: Layout[]): { line: string; id?: string }[] {
+  const family = storeFamily(input.os);
+  const storeBundle = family === "auto" ? undefined : OS_STORES[family].bundle;
+  const keys = v.registries.map(endpointKey);
+  const hosts = [...new Set(v.registries.map((r) => r.host))];
+  const checks: { line: string; id?: string }[] = [];
+  if (v.chain) {
+    checks.push({ line: `rt_decode ${q(b64(v.chain.leaf))} "$RT_WORK/leaf.pem"` });
+    if (v.chain.intermediates) checks.push({ line: `rt_decode ${q(b64(v.chain.intermediates))} "$RT_WORK/intermediates.pem"` }, { line: "RT_HAS_INTERMEDIATES=1" });
+    else checks.push({ line: "RT_HAS_INTERMEDIATES=" });
+    const verifyHosts = hosts.map(q).join(" ");
+    checks.push({ line: `rt_verify_offline "$RT_STORE_BUNDLE" ${verifyHosts}`, id: storeBundle && `openssl-verify:${storeBundle}` });
+    const distinct = [...new Map(layouts.flatMap((l) => l.caFiles).map((c) => [c.runtime, c])).values()];
+    for (const c of distinct) checks.push({ line: `rt_verify_offline ${q(c.file)} ${verifyHosts}`, id: `openssl-verify:${c.file}` });
+  }
+  if (input.probeTls ?? true) {
+    for (const key of keys) {
+      checks.push({ line: `rt_probe_tls ${q(key)} "$RT_STORE_BUNDLE"`, id: storeBundle && `tls:${key}@${storeBundle}` });
+      for (const c of layouts.flatMap((l) => l.caFiles).filter((x) => x.endpoint === undefined || x.endpoint === key)) checks.push({ line: `rt_probe_tls ${q(key)} ${q(c.file)}`, id: `tls:${key}@${c.file}` });
+    }
+  }
+  if (input.probeImage) checks.push({ line: `rt_probe_pull ${q(input.probeImage)}`, id: `cri-pull:${input.probeImage}` });
+  return checks;
+}
+
+/** What a successful install of `input` must report as `verified` (NodeTrust checks it on every node's report). */
+export function expectedChecks(input: NodeScriptInput): string[] {
+  const v = validate(input);
+  const owner = input.owner ?? "default";
+  const layouts = activeRuntimes(input.runtimes).map((r) => runtimeLayout(r, v.registries, "", owner, true));
+  return [...new Set(installChecks(input, v, layouts).flatMap((c) => (c.id ? [c.id] : [])))];
+}
+
+/** CRI-O and podman share /etc/containers/certs.d: whichever is listed first stands for both. */
+function activeRuntimes(runtimes: readonly Runtime[]): Runtime[] {
+  return runtimes.filter((r, i) => !(r === "podman" && runtimes.slice(0, i).includes("crio")) && !(r === "crio" && runtimes.slice(0, i).includes("podman")));
+}
+
 /** Renders the node script for `input`, or throws NodeScriptError listing every problem. */
 export function renderNodeScript(input: NodeScriptInput): string {
   const v = validate(input);
   const owner = input.owner ?? "default";
   const marker = managedMarker(owner);
   const allowRestart = input.allowRuntimeRestart ?? true;
-  const runtimes = input.runtimes.filter((r, i) => !(r === "podman" && input.runtimes.slice(0, i).includes("crio")) && !(r === "crio" && input.runtimes.slice(0, i).includes("podman")));
+  const runtimes = activeRuntimes(input.runtimes);
   const keys = v.registries.map(endpointKey);
-  const hosts = [...new Set(v.registries.map((r) => r.host))];
   const caFile = `${marker}: CA bundle for ${keys.join(", ")}.\n${v.bundle}`;
   const bundleSha = createHash("sha256").update(v.bundle).digest("hex");
 
@@ -184,22 +225,7 @@ export function renderNodeScript(input: NodeScriptInput): string {
     const layouts = runtimes.map((r) => runtimeLayout(r, v.registries, caFile, owner, allowRestart));
     for (const l of layouts) body.push(...l.plan);
     body.push("rt_preflight", "rt_apply", "rt_apply_store", "rt_restart_planned");
-    if (v.chain) {
-      body.push(`rt_decode ${q(b64(v.chain.leaf))} "$RT_WORK/leaf.pem"`);
-      if (v.chain.intermediates) body.push(`rt_decode ${q(b64(v.chain.intermediates))} "$RT_WORK/intermediates.pem"`, "RT_HAS_INTERMEDIATES=1");
-      else body.push("RT_HAS_INTERMEDIATES=");
-      const verifyHosts = hosts.map(q).join(" ");
-      body.push(`rt_verify_offline "$RT_STORE_BUNDLE" ${verifyHosts}`);
-      const distinct = [...new Map(layouts.flatMap((l) => l.caFiles).map((c) => [c.runtime, c])).values()];
-      for (const c of distinct) body.push(`rt_verify_offline ${q(c.file)} ${verifyHosts}`);
-    }
-    if (input.probeTls ?? true) {
-      for (const key of keys) {
-        body.push(`rt_probe_tls ${q(key)} "$RT_STORE_BUNDLE"`);
-        for (const c of layouts.flatMap((l) => l.caFiles).filter((x) => x.endpoint === undefined || x.endpoint === key)) body.push(`rt_probe_tls ${q(key)} ${q(c.file)}`);
-      }
-    }
-    if (input.probeImage) body.push(`rt_probe_pull ${q(input.probeImage)}`);
+    body.push(...installChecks(input, v, layouts).map((c) => c.line));
     body.push(`rt_finish install ${q(bundleSha)}`);
   } else {
     body.push(`rt_plan_prune "$RT_STORE_DIR/registry-trust-${owner}-"*."$RT_STORE_EXT"`);
@@ -217,6 +243,7 @@ export function renderNodeScript(input: NodeScriptInput): string {
     "export PATH",
     `RT_OS=${q(storeFamily(input.os))}`,
     `RT_OWNER=${q(owner)}`,
+    `RT_ALLOW_UNVERIFIED=${input.allowUnverified ? 1 : "''"}`,
     LIB,
     ...body,
     "",

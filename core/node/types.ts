@@ -23,6 +23,8 @@ export interface NodeScriptInput {
   readonly probeImage?: string;
   /** Probe https://<registry>/v2/ through the installed trust (curl, else openssl s_client). @default true */
   readonly probeTls?: boolean;
+  /** Let the node succeed when a check cannot run there (no openssl, curl or crictl); it is reported as unverified. @default false */
+  readonly allowUnverified?: boolean;
 }
 
 /** The machine-readable last line a node script prints (prefix NODE_REPORT_PREFIX, then JSON). */
@@ -36,6 +38,8 @@ export interface NodeReport {
   readonly restarted: string[];
   /** Checks that passed, e.g. "openssl-verify:/etc/containerd/certs.d/registry.test:5000/ca.crt". */
   readonly verified: string[];
+  /** Checks that could not run on the node (a missing tool); non-empty only when allowUnverified. */
+  readonly unverified?: string[];
   /** sha256 of the bundle installed (empty after remove). */
   readonly bundleSha256: string;
 }

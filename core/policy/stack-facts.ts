@@ -19,6 +19,8 @@ export interface StackFacts {
   readonly caMode: string;
   /** `registry-trust:caRetainGenerations`, or the schema default when unset; NaN when not an integer. */
   readonly caRetainGenerations: number;
+  /** `registry-trust:allowUnpinnedHostKeys` is plainly true (a lab's opt-out); false when unknown (fails closed). */
+  readonly allowUnpinnedHostKeys: boolean;
 }
 
 const key = (k: keyof typeof CONFIG_KEYS) => `${PROJECT}:${k}`;
@@ -53,6 +55,7 @@ export function stackFacts(config: Readonly<Record<string, string>> | undefined)
       registriesProblem: "the engine did not pass this stack's configuration to the policy pack",
       caMode: String(CONFIG_KEYS.caMode.default),
       caRetainGenerations: Number(CONFIG_KEYS.caRetainGenerations.default),
+      allowUnpinnedHostKeys: false,
     };
   }
   const flag = config[key("production")];
@@ -71,5 +74,6 @@ export function stackFacts(config: Readonly<Record<string, string>> | undefined)
     registriesProblem: regs.problem,
     caMode: config[key("caMode")] ?? String(CONFIG_KEYS.caMode.default),
     caRetainGenerations: retain === undefined ? Number(CONFIG_KEYS.caRetainGenerations.default) : /^\s*-?\d+\s*$/.test(retain) ? Number(retain) : NaN,
+    allowUnpinnedHostKeys: config[key("allowUnpinnedHostKeys")]?.trim() === "true",
   };
 }

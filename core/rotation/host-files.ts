@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { SAFE_PATH, SAFE_WORD } from "../config/targets";
+import { SAFE_WORD, pathProblem } from "../config/targets";
 
 /*
  * The serving switch for a registry that reads its certificate from files (docker-registry, nginx,
@@ -20,8 +20,10 @@ const quote = (s: string) => `'${s}'`;
 
 /** Throws naming every path or reload word that is not plain; the config validation says the same earlier. */
 export function checkHostFilesSpec(spec: HostFilesSpec): void {
-  const bad = [spec.certPath, spec.keyPath].filter((p) => !SAFE_PATH.test(p));
-  if (bad.length > 0) throw new Error(`hostFiles: not a plain absolute path: ${bad.map((p) => JSON.stringify(p)).join(", ")}`);
+  for (const [field, p] of [["certPath", spec.certPath], ["keyPath", spec.keyPath]] as const) {
+    const problem = pathProblem(p);
+    if (problem) throw new Error(`hostFiles: ${field} ${JSON.stringify(p)} ${problem}: give the file's absolute, normalized path`);
+  }
   if (spec.reloadCommand.length === 0) throw new Error("hostFiles: the reload command is empty");
   const words = spec.reloadCommand.filter((w) => !SAFE_WORD.test(w));
   if (words.length > 0) throw new Error(`hostFiles: reload command words with shell syntax: ${words.map((w) => JSON.stringify(w)).join(", ")}`);
@@ -61,7 +63,9 @@ export function hostFilesScript(spec: HostFilesSpec, chainPem: string, keyPem: s
     'tmp_cert=""; tmp_key=""',
     'cleanup() { rm -f "$tmp_cert" "$tmp_key"; }',
     "trap cleanup EXIT",
-    'mkdir -p "$(dirname "$cert")" "$(dirname "$key")"',
+    // umask 077 keeps the temporary key private from its first byte, but directories made under it would be
+    // 0700 and a registry that does not run as root could not reach its certificate: make them 0755.
+    '(umask 022 && mkdir -p "$(dirname "$cert")" "$(dirname "$key")")',
     'tmp_cert=$(mktemp "$cert.registry-trust.XXXXXX")',
     'tmp_key=$(mktemp "$key.registry-trust.XXXXXX")',
     `printf '%s' ${quote(b64(chainPem))} | base64 -d > "$tmp_cert"`,

@@ -34,6 +34,12 @@ export interface WorkerApi extends LeaseApi, SecretApi {
   listTemplates(namespace: string, version: CapiVersion, labelSelector: string): Promise<KubeObject[]>;
   /** Deletes only the version given (precondition); gone already is fine. */
   deleteTemplate(ref: ObjectRef, version: CapiVersion, resourceVersion: string): Promise<void>;
+  /**
+   * MachineSets and Machines matching `labelSelector` (cluster.x-k8s.io/deployment-name=<md>): the rollout wait
+   * checks which template the machines really come from, as the MachineDeployment's own counts lag behind.
+   */
+  listMachineSets(namespace: string, version: CapiVersion, labelSelector: string): Promise<KubeObject[]>;
+  listMachines(namespace: string, version: CapiVersion, labelSelector: string): Promise<KubeObject[]>;
 }
 
 /** The WorkerApi over @kubernetes/client-node 1.x; `k8s` is the module, passed in rather than imported. */
@@ -64,6 +70,12 @@ export function clientNodeWorkerApi(k8s: typeof K8s, kubeConfig: K8s.KubeConfig)
     },
     async deleteTemplate(ref, version, resourceVersion) {
       await orUndefined(custom.deleteNamespacedCustomObject({ ...tpl(ref.namespace, version), name: ref.name, body: { preconditions: { resourceVersion } } }));
+    },
+    async listMachineSets(namespace, version, labelSelector) {
+      return ((await custom.listNamespacedCustomObject({ group: MD_GROUP, version, plural: "machinesets", namespace, labelSelector })) as { items: KubeObject[] }).items;
+    },
+    async listMachines(namespace, version, labelSelector) {
+      return ((await custom.listNamespacedCustomObject({ group: MD_GROUP, version, plural: "machines", namespace, labelSelector })) as { items: KubeObject[] }).items;
     },
   };
 }

@@ -6,13 +6,54 @@ import { CapiVersion, KubeObject } from "./api";
  * every machine is of the new revision and ready, with none of the old left. Unlike a KCP, no condition
  * is required: v1beta1 MachineDeployments have no rollout condition. spec.replicas is defaulted by CAPI
  * (to 1, or the autoscaler's minimum).
+ *
+ * The MachineDeployment's own counts are not enough. Cluster API v1.14 sums them from its MachineSets'
+ * status, which their controller updates later: right after the MachineDeployment controller observes a
+ * new template it reports e.g. "generation 2: 2/2 up to date, 2/2 ready, 2 machines" while both machines
+ * still come from the old MachineSet and no new machine exists yet (seen on the real controllers,
+ * docs/cluster-api.md). So when the caller passes the MachineDeployment's MachineSets and Machines, every
+ * Machine must also belong to a MachineSet that names our template, be Ready and not be deleting.
  */
-export function machineDeploymentRolloutState(md: KubeObject, version: CapiVersion, generation: number): RolloutState {
+
+/** The MachineSets and Machines of one MachineDeployment (label cluster.x-k8s.io/deployment-name). */
+export interface MachinesOf {
+  readonly template: string;
+  readonly sets: readonly KubeObject[];
+  readonly machines: readonly KubeObject[];
+}
+
+const bootstrapTemplateOf = (set: KubeObject): string | undefined =>
+  ((set.spec?.template as { spec?: { bootstrap?: { configRef?: { name?: string } } } } | undefined)?.spec?.bootstrap?.configRef?.name);
+
+const isReady = (machine: KubeObject): boolean =>
+  ((machine.status?.conditions ?? []) as Array<{ type?: string; status?: string }>).some((c) => c.type === "Ready" && c.status === "True");
+
+function machinesSummary(of: MachinesOf): { current: number; old: number; deleting: number; notReady: number } {
+  const setTemplate = new Map(of.sets.map((s) => [s.metadata.name, bootstrapTemplateOf(s)]));
+  let current = 0;
+  let old = 0;
+  let deleting = 0;
+  let notReady = 0;
+  for (const m of of.machines) {
+    const owner = ((m.metadata.ownerReferences ?? []) as Array<{ kind?: string; name?: string }>).find((r) => r.kind === "MachineSet");
+    if (owner && setTemplate.get(owner.name) === of.template) current++;
+    else old++;
+    if (m.metadata.deletionTimestamp) deleting++;
+    else if (!isReady(m)) notReady++;
+  }
+  return { current, old, deleting, notReady };
+}
+
+export function machineDeploymentRolloutState(md: KubeObject, version: CapiVersion, generation: number, of?: MachinesOf): RolloutState {
   const counts = replicaCounts(md, version, generation);
   if (!counts) return notObserved(md, generation);
   const { observed, wanted, upToDate, ready, replicas } = counts;
+  const reported = upToDate === wanted && ready === wanted && replicas === wanted;
+  const summary = `generation ${observed}: ${upToDate}/${wanted} up to date, ${ready}/${wanted} ready, ${replicas} machines`;
+  if (!of) return { done: reported, summary };
+  const m = machinesSummary(of);
   return {
-    done: upToDate === wanted && ready === wanted && replicas === wanted,
-    summary: `generation ${observed}: ${upToDate}/${wanted} up to date, ${ready}/${wanted} ready, ${replicas} machines`,
+    done: reported && m.current === wanted && m.old === 0 && m.deleting === 0 && m.notReady === 0,
+    summary: `${summary}; Machines from ${of.template}: ${m.current}, from older templates: ${m.old}, deleting: ${m.deleting}, not ready: ${m.notReady}`,
   };
 }

@@ -64,7 +64,7 @@ export interface WorkerResult {
 }
 
 /** The permissions named in FORBIDDEN errors. */
-export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8s.io, " +
+export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8s.io, list on machinesets and machines.cluster.x-k8s.io, " +
   "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io " +
   "and get/list/create/delete on secrets";
 
@@ -235,7 +235,13 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
     let pruned: string[] = [];
     const rollout = opts.rollout ?? {};
     if (rollout.wait ?? true) {
-      await waitForRollout(() => readMd(api, target, version), (md) => machineDeploymentRolloutState(md, version, generation), generation, {
+      const selector = `cluster.x-k8s.io/deployment-name=${target.name}`;
+      const read = async () => ({
+        md: await readMd(api, target, version),
+        sets: await api.listMachineSets(target.namespace, version, selector),
+        machines: await api.listMachines(target.namespace, version, selector),
+      });
+      await waitForRollout(read, ({ md, sets, machines }) => machineDeploymentRolloutState(md, version, generation, { template, sets, machines }), generation, {
         timeoutMs: rollout.timeoutMs ?? 1_800_000,
         pollMs: rollout.pollMs ?? 2_000,
         what,

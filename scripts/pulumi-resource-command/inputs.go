@@ -250,9 +250,7 @@ func decodeConnection(path string, in resource.PropertyMap, allowProxy bool, ps 
 		}
 	}
 	if n, ok := optInt(in, "dialErrorLimit", ps, path); ok {
-		if n == 0 || n < -1 {
-			ps.add(path+".dialErrorLimit", "%d: must be -1 (unlimited) or at least 1 attempt", n)
-		}
+		// As upstream: n failed attempts are allowed (n+1 dials), 0 means a single dial, -1 (any negative) no limit.
 		c.dialErrorLimit = n
 	}
 	if n, ok := optInt(in, "perDialTimeout", ps, path); ok {
@@ -278,16 +276,14 @@ func decodeConnection(path string, in resource.PropertyMap, allowProxy bool, ps 
 	return c
 }
 
-// parseHostKey accepts a public key line ("ssh-ed25519 AAAA… [comment]", as authorized_keys or
-// ssh-keyscan without the host) or a known_hosts line ("host ssh-ed25519 AAAA…").
+// parseHostKey reads hostKey as upstream does (ssh.ParseAuthorizedKey): "ssh-ed25519 AAAA… [comment]", as
+// ssh-keyscan prints it without the host. Upstream finds a bad hostKey only when it dials; here Check does.
 func parseHostKey(s string) (ssh.PublicKey, error) {
-	if key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s)); err == nil {
-		return key, nil
+	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse host key: %v: expected a line such as \"ssh-ed25519 AAAAC3…\" (ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)", err)
 	}
-	if _, _, key, _, _, err := ssh.ParseKnownHosts([]byte(s)); err == nil {
-		return key, nil
-	}
-	return nil, fmt.Errorf("is not a public host key: expected a line such as \"ssh-ed25519 AAAAC3…\" (ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)")
+	return key, nil
 }
 
 // parseSigner never puts key material into its errors.

@@ -37,8 +37,5 @@ func (l *engineLogger) log(urn string, severity pulumirpc.LogSeverity, ephemeral
 
 func (l *engineLogger) warn(urn, msg string) { l.log(urn, pulumirpc.LogSeverity_WARNING, false, msg) }
 
-// info is kept with the resource's diagnostics (the command's output lines, as `logging` asks).
-func (l *engineLogger) info(urn, msg string) { l.log(urn, pulumirpc.LogSeverity_INFO, false, msg) }
-
-// status is shown while the resource is in progress (dial retries) but not kept as a diagnostic.
+// status is shown while the resource is in progress (dial retries, output lines) but not kept as a diagnostic.
 func (l *engineLogger) status(urn, msg string) { l.log(urn, pulumirpc.LogSeverity_INFO, true, msg) }

@@ -231,7 +231,7 @@ func newID() string {
 
 func (p *provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
 	props, err := p.runCommand(req.GetType(), req.GetUrn(), req.GetProperties(), req.GetPreview(), req.GetTimeout(),
-		func(c *command) *run { return &run{op: "create", line: c.create, env: c.environment} })
+		func(c *command) *run { return &run{line: c.create, env: c.environment} })
 	if err != nil || req.GetPreview() {
 		return &pulumirpc.CreateResponse{Properties: props}, err
 	}
@@ -245,9 +245,9 @@ func (p *provider) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pul
 	}
 	props, err := p.runCommand(req.GetType(), req.GetUrn(), req.GetNews(), req.GetPreview(), req.GetTimeout(), func(c *command) *run {
 		if c.update == "" {
-			return &run{op: "update (running create, no update command)", line: c.create, env: previousOutputEnv(c, olds)}
+			return &run{line: c.create, env: c.environment, prevEnv: previousOutputEnv(c, olds)}
 		}
-		return &run{op: "update", line: c.update, env: previousOutputEnv(c, olds)}
+		return &run{line: c.update, env: c.environment, prevEnv: previousOutputEnv(c, olds)}
 	})
 	return &pulumirpc.UpdateResponse{Properties: props}, err
 }
@@ -304,7 +304,7 @@ func (p *provider) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emp
 	}
 	ctx, cancel := p.opContext(req.GetTimeout())
 	defer cancel()
-	if err := p.execute(ctx, req.GetUrn(), c, &run{op: "delete", line: c.delete, env: previousOutputEnv(c, state)}); err != nil {
+	if err := p.execute(ctx, req.GetUrn(), c, &run{line: c.delete, env: c.environment, prevEnv: previousOutputEnv(c, state)}); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -328,18 +328,15 @@ func (p *provider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumir
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: inputs}, nil
 }
 
-// previousOutputEnv: the command's environment plus, unless addPreviousOutputInEnv is false, the previous
-// run's stdout and stderr as PULUMI_COMMAND_STDOUT / PULUMI_COMMAND_STDERR.
+// previousOutputEnv: unless addPreviousOutputInEnv is false, the previous run's non-empty stdout and stderr
+// as PULUMI_COMMAND_STDOUT / PULUMI_COMMAND_STDERR (upstream sets them only when non-empty).
 func previousOutputEnv(c *command, state resource.PropertyMap) map[string]string {
 	env := map[string]string{}
-	for k, v := range c.environment {
-		env[k] = v
-	}
 	if !c.addPreviousOutputInEnv {
 		return env
 	}
 	for key, name := range map[string]string{"stdout": "PULUMI_COMMAND_STDOUT", "stderr": "PULUMI_COMMAND_STDERR"} {
-		if v, ok := present(state, key); ok && v.IsString() {
+		if v, ok := present(state, key); ok && v.IsString() && v.StringValue() != "" {
 			env[name] = v.StringValue()
 		}
 	}

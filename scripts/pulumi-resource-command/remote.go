@@ -3,24 +3,36 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// hostKeyError is a refusal, not a transient failure: retrying would only ask the same server again.
-type hostKeyError struct{ msg string }
+/*
+ * The SSH side follows upstream pulumi-command v1.2.1 (provider/pkg/provider/remote/connection.go and
+ * commandOutputs.go) on purpose, weak spots included, so the lab and CI meet what production meets:
+ *   - a pinned hostKey sets HostKeyAlgorithms to exactly that key's type: an RSA pin offers only "ssh-rsa"
+ *     (SHA-1), which OpenSSH 8.8 and later refuse;
+ *   - the agent (agentSocketPath, else SSH_AUTH_SOCK) is dialled whenever one is named, even next to a
+ *     privateKey, and an unreachable socket fails before any dial, without retries;
+ *   - perDialTimeout bounds the TCP connect only, never the SSH handshake; through a proxy nothing is bounded;
+ *   - every dial error is retried, a host-key mismatch too: dialErrorLimit+1 attempts, 100 ms apart growing
+ *     ×1.5 up to 5 s (pulumi/sdk's retry.Until), then "after N failed attempts: <error>";
+ *   - a failed command is "<ssh error>: running "<command>":\n<stdout and stderr>";
+ *   - a refused `environment` variable is an error; refused PULUMI_COMMAND_STDOUT/STDERR only a warning.
+ * The deliberate differences are in docs/pulumi-engine.md (conformance table).
+ */
 
-func (e *hostKeyError) Error() string { return e.msg }
-
-// dialer opens SSH connections and closes what it opened (agent sockets, the proxy's client).
+// dialer holds what one operation opened (agent sockets, the proxy's client) and closes it afterwards.
+// Upstream leaks them; closing them changes nothing a user can see.
 type dialer struct {
 	closers []io.Closer
 	status  func(string)
@@ -32,32 +44,38 @@ func (d *dialer) close() {
 	}
 }
 
-func (d *dialer) clientConfig(c *connection) (*ssh.ClientConfig, error) {
-	var auth []ssh.AuthMethod
+// sshConfig is upstream's SSHConfig: host key, auth in upstream's order (key, password, agent), TCP timeout.
+func (d *dialer) sshConfig(c *connection) (*ssh.ClientConfig, error) {
+	cfg := &ssh.ClientConfig{
+		User:    c.user,
+		Timeout: time.Duration(c.perDialTimeoutSeconds) * time.Second,
+	}
+	if c.hostKey != nil {
+		pinned := c.hostKey
+		// Upstream asks for exactly the pinned key's type; for RSA that is "ssh-rsa", the SHA-1 signature.
+		cfg.HostKeyAlgorithms = []string{pinned.Type()}
+		cfg.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if bytes.Equal(key.Marshal(), pinned.Marshal()) {
+				return nil
+			}
+			// Upstream's ssh.FixedHostKey says only "ssh: host key mismatch"; the fingerprints help whoever reads it.
+			return fmt.Errorf("ssh: host key mismatch for %s: the server presented %s %s but connection.hostKey pins %s %s",
+				c.address(), key.Type(), ssh.FingerprintSHA256(key), pinned.Type(), ssh.FingerprintSHA256(pinned))
+		}
+	} else {
+		// The documented upstream behaviour: without hostKey the server's key is not checked.
+		cfg.HostKeyCallback = ssh.InsecureIgnoreHostKey()
+	}
 	if c.privateKey != "" {
 		signer, err := parseSigner(c.privateKey, c.privateKeyPass)
 		if err != nil {
-			return nil, fmt.Errorf("privateKey for %s %v", c, err)
+			return nil, err
 		}
-		auth = append(auth, ssh.PublicKeys(signer))
-	}
-	// SSH_AUTH_SOCK is only a fallback: with a key or password given, an agent full of unrelated keys could
-	// exhaust the server's MaxAuthTries before the right one is offered.
-	socket := c.agentSocketPath
-	if socket == "" && c.privateKey == "" && c.password == "" {
-		socket = os.Getenv("SSH_AUTH_SOCK")
-	}
-	if socket != "" {
-		conn, err := net.Dial("unix", socket)
-		if err != nil {
-			return nil, fmt.Errorf("cannot reach the SSH agent at %s (agentSocketPath or SSH_AUTH_SOCK): %w", socket, err)
-		}
-		d.closers = append(d.closers, conn)
-		auth = append(auth, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
+		cfg.Auth = append(cfg.Auth, ssh.PublicKeys(signer))
 	}
 	if c.password != "" {
 		password := c.password
-		auth = append(auth, ssh.Password(password), ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+		cfg.Auth = append(cfg.Auth, ssh.Password(password), ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
 			answers := make([]string, len(questions))
 			for i := range answers {
 				answers[i] = password
@@ -65,160 +83,182 @@ func (d *dialer) clientConfig(c *connection) (*ssh.ClientConfig, error) {
 			return answers, nil
 		}))
 	}
-	if len(auth) == 0 {
-		return nil, fmt.Errorf("no credentials for %s: set connection.privateKey, connection.password or connection.agentSocketPath (or run with SSH_AUTH_SOCK)", c)
+	socket := c.agentSocketPath
+	if socket == "" {
+		socket = os.Getenv("SSH_AUTH_SOCK")
 	}
-
-	cfg := &ssh.ClientConfig{User: c.user, Auth: auth}
-	if c.hostKey == nil {
-		// The documented upstream behaviour: without hostKey the server's key is not checked.
-		cfg.HostKeyCallback = ssh.InsecureIgnoreHostKey()
-		return cfg, nil
-	}
-	pinned := c.hostKey
-	// Ask only for the pinned key's type, so a server holding several host keys presents the pinned one.
-	cfg.HostKeyAlgorithms = []string{pinned.Type()}
-	if pinned.Type() == ssh.KeyAlgoRSA {
-		cfg.HostKeyAlgorithms = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
-	}
-	cfg.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		if bytes.Equal(key.Marshal(), pinned.Marshal()) {
-			return nil
+	if socket != "" {
+		conn, err := net.Dial("unix", socket)
+		if err != nil {
+			return nil, err
 		}
-		return &hostKeyError{fmt.Sprintf("host key mismatch for %s: the server presented %s %s but connection.hostKey pins %s %s. "+
-			"Refusing to connect: another machine may be answering at this address, or the host was re-keyed (then update hostKey from `ssh-keyscan -p %d %s`)",
-			c.address(), key.Type(), ssh.FingerprintSHA256(key), pinned.Type(), ssh.FingerprintSHA256(pinned), c.port, c.host)}
+		d.closers = append(d.closers, conn)
+		cfg.Auth = append(cfg.Auth, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
 	}
 	return cfg, nil
 }
 
-// dial connects to c (through its proxy, if any), retrying failed attempts up to dialErrorLimit times
-// (-1: without limit). Each attempt, including the pause before the next one, takes at most perDialTimeout
-// seconds, so a dead host fails after about dialErrorLimit × perDialTimeout.
-func (d *dialer) dial(ctx context.Context, c *connection) (*ssh.Client, error) {
-	cfg, err := d.clientConfig(c)
-	if err != nil {
-		return nil, err
-	}
-	var via *ssh.Client
-	if c.proxy != nil {
-		if via, err = d.dial(ctx, c.proxy); err != nil {
-			return nil, fmt.Errorf("proxy %s for %s: %w", c.proxy, c, err)
-		}
-		d.closers = append(d.closers, via)
-	}
-	timeout := time.Duration(c.perDialTimeoutSeconds) * time.Second
-	for attempt := 1; ; attempt++ {
-		start := time.Now()
-		client, err := dialOnce(ctx, via, c.address(), cfg, timeout)
+// dialWithRetry is upstream's: pulumi/sdk's retry.Until (100 ms, ×1.5, at most 5 s between attempts), every
+// error retried, giving up once more than maxAttempts attempts failed (so maxAttempts+1 dials; -1 or any
+// negative: never). A cancelled context ends the waiting, not an attempt already under way.
+func dialWithRetry[T any](ctx context.Context, d *dialer, msg string, maxAttempts int, f func() (T, error)) (T, error) {
+	var zero T
+	delay := 100 * time.Millisecond
+	for try := 0; ; try++ {
+		result, err := f()
 		if err == nil {
-			return client, nil
+			return result, nil
 		}
-		var hk *hostKeyError
-		if errors.As(err, &hk) {
-			return nil, hk
+		dials := try + 1
+		if maxAttempts > -1 && dials > maxAttempts {
+			return zero, fmt.Errorf("after %d failed attempts: %w", try, err)
 		}
-		if c.hostKey != nil && strings.Contains(err.Error(), "no common algorithm for host key") {
-			return nil, &hostKeyError{fmt.Sprintf("host key mismatch for %s: connection.hostKey pins a %s key but the server offers no host key of that type (%v)", c.address(), c.hostKey.Type(), err)}
+		limit := "inf"
+		if maxAttempts != -1 {
+			limit = strconv.Itoa(maxAttempts)
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if c.dialErrorLimit >= 0 && attempt >= c.dialErrorLimit {
-			return nil, fmt.Errorf("could not connect to %s after %d attempt(s) (dialErrorLimit %d, perDialTimeout %ds): %w", c, attempt, c.dialErrorLimit, c.perDialTimeoutSeconds, err)
-		}
-		d.status(fmt.Sprintf("connecting to %s failed (attempt %d): %v; retrying", c, attempt, err))
-		pause := time.Second
-		if timeout > 0 {
-			pause = min(pause, max(0, timeout-time.Since(start)))
-		}
+		d.status(fmt.Sprintf("%s %d/%s failed: retrying", msg, dials, limit))
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(pause):
+			return zero, ctx.Err()
+		case <-time.After(delay):
 		}
+		delay = min(time.Duration(float64(delay)*1.5), 5*time.Second)
 	}
 }
 
-func dialOnce(ctx context.Context, via *ssh.Client, addr string, cfg *ssh.ClientConfig, timeout time.Duration) (*ssh.Client, error) {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	var conn net.Conn
-	var err error
-	if via != nil {
-		conn, err = via.DialContext(ctx, "tcp", addr)
-	} else {
-		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-	}
+// abortOnCancel closes conn when ctx ends (Ctrl-C, customTimeouts), so a handshake that never completes can
+// still be cancelled. Upstream cannot cancel it at all; no timeout is added here either.
+func abortOnCancel(ctx context.Context, conn net.Conn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { _ = conn.Close() })
+}
+
+// sshDial is ssh.Dial (TCP connect bounded by cfg.Timeout, handshake unbounded) that a cancellation can end.
+func sshDial(ctx context.Context, addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, cfg.Timeout)
 	if err != nil {
 		return nil, err
 	}
-	// The SSH handshake gets what is left of the attempt's time: a server that accepts TCP but never
-	// answers must not hang the operation.
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	stop := abortOnCancel(ctx, conn)
 	defer stop()
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
-// runRemote runs one command line on the host over a new SSH connection, stdin given as-is.
-func runRemote(ctx context.Context, c *connection, cmd string, stdin *string, env map[string]string, out outputSinks, status func(string), warn func(string)) (exitErr error, err error) {
+// dial is upstream's Connection.Dial, proxy path included: the proxy is dialled with its own
+// dialErrorLimit; the tunnel and the handshake through it with the node's, the handshake retried on the
+// same tunnel as upstream does; errors on that path start with "proxy: ".
+func (d *dialer) dial(ctx context.Context, c *connection) (*ssh.Client, error) {
+	cfg, err := d.sshConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := c.address()
+	if c.proxy == nil {
+		return dialWithRetry(ctx, d, "Dial", c.dialErrorLimit, func() (*ssh.Client, error) {
+			return sshDial(ctx, endpoint, cfg)
+		})
+	}
+	proxyCfg, err := d.sshConfig(c.proxy)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	proxyClient, err := dialWithRetry(ctx, d, "Dial proxy", c.proxy.dialErrorLimit, func() (*ssh.Client, error) {
+		return sshDial(ctx, c.proxy.address(), proxyCfg)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	d.closers = append(d.closers, proxyClient)
+	conn, err := dialWithRetry(ctx, d, "Dial from proxy", c.dialErrorLimit, func() (net.Conn, error) {
+		return proxyClient.Dial("tcp", endpoint)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	stop := abortOnCancel(ctx, conn)
+	defer stop()
+	var chans <-chan ssh.NewChannel
+	var reqs <-chan *ssh.Request
+	sshConn, err := dialWithRetry(ctx, d, "Dial", c.dialErrorLimit, func() (ssh.Conn, error) {
+		sc, ch, r, err := ssh.NewClientConn(conn, endpoint, cfg)
+		chans, reqs = ch, r
+		return sc, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return ssh.NewClient(sshConn, chans, reqs), nil
+}
+
+// lockedBuffer is the combined stdout+stderr of a run, in the order the two streams arrived.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// runRemote runs one command line on the host over a new SSH connection: upstream's CommandOutputs.run.
+// env must be accepted by the server (AcceptEnv) or the run fails; prevEnv (PULUMI_COMMAND_STDOUT/STDERR)
+// is set optimistically with a warning when refused.
+func runRemote(ctx context.Context, c *connection, cmd string, stdin *string, env, prevEnv map[string]string, out outputSinks, status func(string), warn func(string)) error {
 	d := &dialer{status: status}
 	defer d.close()
 	client, err := d.dial(ctx, c)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d.closers = append(d.closers, client)
 	session, err := client.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("cannot open an SSH session on %s: %w", c, err)
+		return err
 	}
 	defer session.Close()
-	var refused []string
 	for _, k := range sortedKeys(env) {
-		if session.Setenv(k, env[k]) != nil {
-			refused = append(refused, k)
+		if err := session.Setenv(k, env[k]); err != nil {
+			warn(setenvAdvice(k))
+			return fmt.Errorf("could not set environment variable %q: %w", k, err)
 		}
 	}
-	if len(refused) > 0 {
-		warn(fmt.Sprintf("the SSH server on %s did not accept the environment variable(s) %s (its sshd_config needs AcceptEnv); the command runs without them", c, strings.Join(refused, ", ")))
+	for _, k := range sortedKeys(prevEnv) {
+		if err := session.Setenv(k, prevEnv[k]); err != nil {
+			warn(setenvAdvice(k))
+		}
 	}
-	if stdin != nil {
+	if stdin != nil && *stdin != "" {
 		session.Stdin = strings.NewReader(*stdin)
 	}
-	session.Stdout = out.stdout
-	session.Stderr = out.stderr
+	combined := &lockedBuffer{}
+	session.Stdout = io.MultiWriter(out.stdout, combined)
+	session.Stderr = io.MultiWriter(out.stderr, combined)
 	done := make(chan error, 1)
 	go func() { done <- session.Run(cmd) }()
 	select {
 	case <-ctx.Done():
+		// Upstream waits for the command even when cancelled; here Ctrl-C (or customTimeouts) kills it.
 		_ = session.Signal(ssh.SIGKILL)
 		_ = client.Close()
-		return nil, fmt.Errorf("cancelled while running on %s: %w", c, ctx.Err())
-	case err := <-done:
-		var exit *ssh.ExitError
-		var missing *ssh.ExitMissingError
-		switch {
-		case err == nil:
-			return nil, nil
-		case errors.As(err, &exit):
-			return fmt.Errorf("exited with status %d on %s", exit.ExitStatus(), c), nil
-		case errors.As(err, &missing):
-			return fmt.Errorf("the connection to %s ended without an exit status (killed, or the server closed the session)", c), nil
-		default:
-			return nil, fmt.Errorf("running the command on %s: %w", c, err)
-		}
+		err = fmt.Errorf("cancelled: %w", ctx.Err())
+	case err = <-done:
 	}
+	if err != nil {
+		combined.mu.Lock()
+		defer combined.mu.Unlock()
+		return fmt.Errorf("%w: running %q:\n%s", err, cmd, combined.buf.String())
+	}
+	return nil
+}
+
+func setenvAdvice(key string) string {
+	return fmt.Sprintf("Unable to set '%s'. This only works if your SSH server is configured to accept these variables via AcceptEnv. "+
+		"Alternatively, if a Bash-like shell runs the command on the remote host, you could prefix the command itself with the variables in the form 'VAR=value command'", key)
 }

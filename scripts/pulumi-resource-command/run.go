@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,61 +56,53 @@ func (c *capture) text() string { return strings.TrimSuffix(c.all.String(), "\n"
 
 // run is one execution of a command line: create, update or delete.
 type run struct {
-	op     string // create | update | delete
-	line   string
-	env    map[string]string
-	stdout string
-	stderr string
+	line    string
+	env     map[string]string // the command's environment: a variable the server refuses fails the run
+	prevEnv map[string]string // PULUMI_COMMAND_STDOUT/STDERR of the previous run: refused only warns
+	stdout  string
+	stderr  string
 }
 
-// execute runs r for the command and returns its stdout/stderr. A non-zero exit is an error that carries
-// the ends of stderr and stdout, never stdin (it may hold a script or data the user did not mean to show).
+// execute runs r for the command and returns its stdout/stderr. A failure is upstream's
+// "<error>: running "<line>":\n<stdout and stderr>"; stdin is never shown (it may hold a script or data).
 func (p *provider) execute(ctx context.Context, urn string, c *command, r *run) error {
 	logLine := func(stream string) func(string) {
 		if c.logging == "none" || (c.logging != "stdoutAndStderr" && c.logging != stream) {
 			return nil
 		}
-		return func(line string) { p.log.info(urn, line) }
+		// As upstream: each line as a transient status message of the resource (InfoStatus), not a kept diagnostic.
+		return func(line string) { p.log.status(urn, line) }
 	}
 	stdout := &capture{log: logLine("stdout")}
 	stderr := &capture{log: logLine("stderr")}
 	sinks := outputSinks{stdout, stderr}
-	var exitErr, err error
-	switch c.typ {
-	case remoteCommandType:
-		exitErr, err = runRemote(ctx, c.conn, r.line, c.stdin, r.env, sinks,
+	var err error
+	if c.typ == remoteCommandType {
+		err = runRemote(ctx, c.conn, r.line, c.stdin, r.env, r.prevEnv, sinks,
 			func(msg string) { p.log.status(urn, msg) }, func(msg string) { p.log.warn(urn, msg) })
-	default:
-		exitErr, err = runLocal(ctx, c, r.line, r.env, sinks)
+	} else {
+		err = runLocal(ctx, c, r.line, mergeEnv(r.env, r.prevEnv), sinks)
 	}
 	stdout.flush()
 	stderr.flush()
 	r.stdout, r.stderr = stdout.text(), stderr.text()
-	if err != nil {
-		return fmt.Errorf("%s: %w", r.op, err)
-	}
-	if exitErr != nil {
-		return fmt.Errorf("%s command %v\n%s%s", r.op, exitErr, tail("stderr", r.stderr), tail("stdout", r.stdout))
-	}
-	return nil
+	return err
 }
 
-const tailLines = 20
-
-func tail(name, text string) string {
-	if text == "" {
-		return fmt.Sprintf("--- %s: (empty)\n", name)
+func mergeEnv(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
 	}
-	lines := strings.Split(text, "\n")
-	head := fmt.Sprintf("--- %s:\n", name)
-	if len(lines) > tailLines {
-		head = fmt.Sprintf("--- %s (last %d of %d lines):\n", name, tailLines, len(lines))
-		lines = lines[len(lines)-tailLines:]
+	for k, v := range b {
+		out[k] = v
 	}
-	return head + strings.Join(lines, "\n") + "\n"
+	return out
 }
 
-func runLocal(ctx context.Context, c *command, line string, env map[string]string, out outputSinks) (exitErr error, err error) {
+// runLocal is upstream's local CommandOutputs.run: a failure is "<exec error>: running "<line>":\n<stdout
+// and stderr>" (e.g. "exit status 7: running …").
+func runLocal(ctx context.Context, c *command, line string, env map[string]string, out outputSinks) error {
 	args := append(append([]string{}, c.interpreter[1:]...), line)
 	cmd := exec.CommandContext(ctx, c.interpreter[0], args...)
 	cmd.Dir = c.dir
@@ -119,22 +110,17 @@ func runLocal(ctx context.Context, c *command, line string, env map[string]strin
 	for _, k := range sortedKeys(env) {
 		cmd.Env = append(cmd.Env, k+"="+env[k])
 	}
-	if c.stdin != nil {
+	if c.stdin != nil && *c.stdin != "" {
 		cmd.Stdin = strings.NewReader(*c.stdin)
 	}
-	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
-	err = cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return nil, nil
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("cancelled: %w", ctx.Err())
-	case errors.As(err, &exit):
-		return fmt.Errorf("exited with status %d (%s)", exit.ExitCode(), c.interpreter[0]), nil
-	default:
-		return nil, fmt.Errorf("cannot run %s: %w", c.interpreter[0], err)
+	combined := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(out.stdout, combined), io.MultiWriter(out.stderr, combined)
+	if err := cmd.Run(); err != nil {
+		combined.mu.Lock()
+		defer combined.mu.Unlock()
+		return fmt.Errorf("%w: running %q:\n%s", err, line, combined.buf.String())
 	}
+	return nil
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -9,13 +9,14 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { EngineEvent, Stack } from "@pulumi/pulumi/automation";
-import { NodeTrust } from "../../components/node-trust";
+import { NodeTrust, NodeTrustArgs } from "../../components/node-trust";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { startLab, REGISTRY_HOST, type Lab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { createCa } from "../../lab/pki";
 import { Engine, inlineStack, offlineEngine, runPulumi } from "./engine";
+import { runNodeTrustUp } from "./node-trust-runner";
 
 jest.setTimeout(180_000);
 
@@ -55,19 +56,26 @@ const stackFor = (name: string, program: () => Promise<Record<string, unknown>>)
 
 const opts = { color: "never" as const, onOutput: (s: string) => output.push(s), onEvent: (e: EngineEvent) => events.push(e) };
 
-function trustProgram(nodes: () => NodeConfig[], bundle: () => string) {
+function trustArgs(nodes: NodeConfig[], bundle: string, extra: Partial<NodeTrustArgs> = {}): NodeTrustArgs {
+  return { nodes, registries, bundlePem: bundle, bundleHash: bundleHash(bundle), sshPrivateKey: privateKey, dialErrorLimit: 2, perDialTimeoutSeconds: 5, ...extra };
+}
+
+function trustProgram(nodes: () => NodeConfig[], bundle: () => string, extra: () => Partial<NodeTrustArgs> = () => ({})) {
   return async () => {
-    const trust = new NodeTrust("trust", {
-      nodes: nodes(),
-      registries,
-      bundlePem: bundle(),
-      bundleHash: bundleHash(bundle()),
-      sshPrivateKey: privateKey,
-      dialErrorLimit: 2,
-      perDialTimeoutSeconds: 5,
-    });
+    const trust = new NodeTrust("trust", trustArgs(nodes(), bundle(), extra()));
     return { results: trust.results };
   };
+}
+
+/**
+ * An `up` expected to fail, as a program directory (node-trust-runner.ts): a failure on the program's side (the
+ * SSH pre-check) would hang an inline program's `up`. Returns the error text.
+ */
+async function failingUp(stackName: string, args: NodeTrustArgs): Promise<string> {
+  const outcome = await runNodeTrustUp(engine, stackName, args);
+  if (process.env.E2E_DEBUG) console.log(outcome.error);
+  expect(outcome.error).toBeDefined();
+  return outcome.error!;
 }
 
 /**
@@ -182,36 +190,33 @@ describe("NodeTrust on a lab node through the real engine", () => {
   });
 });
 
-test("a wrong pinned hostKey fails that node with a clear message and touches nothing", async () => {
+test.each([
+  ["the program's pre-check", 10],
+  ["the command plugin itself (pre-check off)", 0],
+])("a wrong pinned hostKey fails that node, named, and touches nothing: caught by %s", async (_, sshPrecheckSeconds) => {
   const [other, node] = lab.nodes;
   const before = await trustFiles(node);
   // node-2 pinned with node-1's key: what an impostor at node-2's address would present.
-  const stack = await stackFor("wrong-key", trustProgram(() => [nodeConfig(node, other.hostKey)], () => bundleA));
-  const err = await stack.up(opts).then(() => "succeeded", (e: Error) => String(e));
-  if (process.env.E2E_DEBUG) console.log(err);
-  expect(err).toMatch(new RegExp(`host key mismatch for ${node.host.replace(/\./g, "\\.")}:${node.port}`));
-  expect(err).toMatch(/Refusing to connect/);
+  const name = `wrong-key-${sshPrecheckSeconds}`;
+  const err = await failingUp(name, trustArgs([nodeConfig(node, other.hostKey)], bundleA, { sshPrecheckSeconds }));
+  // Either the pre-check's message or the failed resource (trust-<node>) names the node.
+  expect(err).toContain(node.name);
   expect(await trustFiles(node)).toBe(before);
   expect(await pull(node)).toContain(X509_UNKNOWN_AUTHORITY);
-  await stack.destroy({ color: "never" });
-  await stack.workspace.removeStack("wrong-key");
 });
 
 test("a node behind a bastion (connection.proxy): a dead bastion fails the node, a live one carries install and remove", async () => {
   const [bastion, node] = lab.nodes;
   const before = await trustFiles(node);
-  const proxy = { port: bastion.port };
-  const stack = await stackFor(
-    "proxy",
-    trustProgram(() => [{ ...nodeConfig(node), proxy: { host: bastion.host, port: proxy.port, user: "root" } }], () => bundleA),
-  );
-  // A bastion address where nothing listens fails the node at the proxy: the proxy is really dialled.
-  proxy.port = 1;
-  const err = await stack.up(opts).then(() => "succeeded", (e: Error) => String(e));
-  expect(err).toMatch(new RegExp(`proxy root@${bastion.host.replace(/\./g, "\\.")}:1 for root@${node.host.replace(/\./g, "\\.")}:${node.port}: could not connect`));
-  expect(await trustFiles(node)).toBe(before);
+  const proxied = (port: number): NodeConfig[] => [{ ...nodeConfig(node), proxy: { host: bastion.host, port, user: "root", hostKey: bastion.hostKey } }];
+  // A bastion address where nothing listens fails the node, by the pre-check and by the plugin alone.
+  for (const sshPrecheckSeconds of [10, 0]) {
+    const err = await failingUp("proxy-dead", trustArgs(proxied(1), bundleA, { sshPrecheckSeconds }));
+    expect(err).toContain(node.name);
+    expect(await trustFiles(node)).toBe(before);
+  }
 
-  proxy.port = bastion.port;
+  const stack = await stackFor("proxy", trustProgram(() => proxied(bastion.port), () => bundleA));
   const res = await stack.up(opts);
   const [report] = res.outputs.results.value as Array<{ node: string; bundleSha256: string }>;
   expect(report).toMatchObject({ node: node.name, bundleSha256: bundleHash(bundleA) });

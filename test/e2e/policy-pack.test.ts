@@ -47,6 +47,10 @@ const program = (s: Shape) => async () => {
   new NodeTrust("nodes", {
     nodes: [node], registries: [...s.endpoints], bundlePem: pki.bundlePem, bundleHash: pki.bundleHash, servingChainPem: pki.servingChainPem,
     sshPrivateKey: pulumi.secret(sshKey),
+    // An unpinned node is a lab's opt-out (the stack config's allowUnpinnedHostKeys); the policies must see it.
+    requireHostKeys: s.hostKey !== undefined,
+    // No sshd answers at 127.0.0.1:22 here, and the policies only read the connection settings.
+    sshPrecheckSeconds: 0,
   });
   if (s.weakKey) new tls.PrivateKey("deploy-key", { algorithm: "RSA", rsaBits: 2048 });
   return {};
@@ -116,12 +120,25 @@ describe("pulumi preview --policy-pack policy/", () => {
     expect(text).not.toMatch(/\[mandatory\]/);
   });
 
-  test("outside production the production rules do not apply, the others still do", async () => {
-    const stack = await stackFor("dev", { ...compliant, retain: 0, hostKey: undefined, weakKey: true }, { "registry-trust:registries": registries([registry, mirror]) });
+  test("outside production the production rules do not apply, the others still do; a lab's opt-out is reported, not refused", async () => {
+    const stack = await stackFor("dev", { ...compliant, retain: 0, hostKey: undefined, weakKey: true }, {
+      "registry-trust:registries": registries([registry, mirror]),
+      "registry-trust:allowUnpinnedHostKeys": "true",
+    });
     const { ok, text } = await preview(stack);
     expect(ok).toBe(false);
     expect(text).toMatch(/\[mandatory\]\s+key-strength/);
+    expect(text).toMatch(/\[advisory\]\s+ssh-host-keys-opt-out/);
+    expect(text).toContain("nodes-n1: connection root@127.0.0.1: hostKey is not set");
     expect(text).not.toMatch(/ssh-host-keys-pinned|ca-overlap-retention|serving-certificate-sans|max-certificate-validity/);
+  });
+
+  test("host keys are required in every stack unless it opts out", async () => {
+    const stack = await stackFor("dev-pinless", { ...compliant, hostKey: undefined }, { "registry-trust:registries": registries([registry, mirror]) });
+    const { ok, text } = await preview(stack);
+    expect(ok).toBe(false);
+    expect(text).toMatch(/\[mandatory\]\s+ssh-host-keys-pinned/);
+    expect(text).toContain("nodes-n1: connection root@127.0.0.1: hostKey is not set");
   });
 
   test("validity maximums come from the policy pack config", async () => {

@@ -1,4 +1,6 @@
 // Real etcd + kube-apiserver with the real Cluster API CRDs: no mocks. Needs `npm run k8s:binaries` first.
+// It also checks the simulated CAPI controller (lab/sim-capi-controller.ts) that the fast fixtures of
+// kcp-sequencer uses; the real controllers are started by lab/capi.ts.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";

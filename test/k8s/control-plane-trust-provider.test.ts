@@ -1,36 +1,40 @@
 // The ControlPlaneTrust dynamic provider as Pulumi runs it: serialized with pulumi.runtime.serializeFunction
 // under ts-node (as `pulumi up` loads the program), loaded back with require-from-string in a plain node
 // process (as Pulumi's dynamic-provider host does), and driven through diff/create/update/delete against
-// the real apiserver while the simulated CAPI controller writes the KCP.
+// the real Cluster API v1.14 controllers (lab/capi.ts), whose KubeadmControlPlane controller rolls every
+// change out (one control-plane machine, to keep the real rollouts short) before the call returns.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ControlPlaneTrustInputs } from "../../components/control-plane-trust-provider";
 import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { ApiServer } from "../../lab/apiserver";
+import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles } from "./kcp-support";
-import { createKcp, NAMESPACE, realApi, startSim } from "../../lab/capi-objects";
-import { SimCapiController } from "../../lab/sim-capi-controller";
+import { createManagedCluster, listMachines, managedClusterNames, NAMESPACE, realApi, waitForClusterRolledOut } from "../../lab/capi-objects";
 import { SerializedProvider, loadSerializedProvider, serializeProvider } from "./serialized-provider";
 
-jest.setTimeout(120_000);
+jest.setTimeout(300_000);
 
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
 const fixture = path.join(__dirname, "fixtures", "serialize-control-plane-trust.ts");
 let provider: SerializedProvider;
 
+let mgmt: ManagementCluster;
 let env: ApiServer;
-let sim: SimCapiController;
+const names = managedClusterNames("provider");
 
 beforeAll(async () => {
-  env = await startApiServer();
   provider = await loadSerializedProvider(fixture);
-});
+  mgmt = await startManagementCluster();
+  env = mgmt.api;
+  await createManagedCluster(env, names, { controlPlaneReplicas: 1, workerReplicas: 0 });
+  await waitForClusterRolledOut(env, names, 300_000);
+}, 420_000);
 afterAll(async () => {
-  await sim?.stop();
-  await env?.stop();
+  await mgmt?.stop();
   pki.cleanup();
   provider?.cleanup();
 });
@@ -42,18 +46,18 @@ function inputs(bundlePem: string, extra: Partial<ControlPlaneTrustInputs> = {})
   return {
     kubeconfig: fs.readFileSync(env.kubeconfigPath, "utf8"),
     namespace: NAMESPACE,
-    name: "provider",
+    name: names.controlPlane,
     endpoints: [{ host: "registry.test", port: 5000, mirrorOf: ["docker.io"] }],
     bundlePem,
     bundleHash: bundleHash(bundlePem),
     holder: "registry-trust/test",
-    rolloutTimeoutSeconds: 20,
+    rolloutTimeoutSeconds: 240,
     ...extra,
   };
 }
 
 const caFile = async () => {
-  const kcp = await realApi(env).getKcp({ namespace: NAMESPACE, name: "provider" }, "v1beta2");
+  const kcp = await realApi(env).getKcp({ namespace: NAMESPACE, name: names.controlPlane }, "v1beta2");
   return { kcp, files: kcp.spec!.kubeadmConfigSpec!.files as FileEntry[] };
 };
 
@@ -67,13 +71,13 @@ test("the serialized provider captures client-node only as a require() inside it
   expect(stdout).not.toMatch(/asn1/i);
 });
 
-test("create, diff, update and delete through the serialized provider on the real apiserver", async () => {
-  const created = await createKcp(env, "v1beta2", "provider");
-  const others = JSON.stringify(created.spec!.kubeadmConfigSpec!.files);
-  sim = startSim(env, "provider", "v1beta2");
+test("create, diff, update and delete through the serialized provider against the real controllers", async () => {
+  const others = JSON.stringify((await caFile()).files);
+  const machines = async () => (await listMachines(env, names.cluster, { controlPlane: true })).map((m) => m.metadata.name);
+  const before = await machines();
 
   const c = await call("create", inputs(bundleA));
-  expect(c.id).toBe("default/provider");
+  expect(c.id).toBe(`default/${names.controlPlane}`);
   expect(c.outs).toMatchObject({ servedVersion: "v1beta2", bundleHash: bundleHash(bundleA) });
   expect(c.outs.ownedPaths).toEqual([
     "/etc/containerd/certs.d/registry.test:5000/ca.crt",
@@ -83,7 +87,11 @@ test("create, diff, update and delete through the serialized provider on the rea
   let now = await caFile();
   expect(now.files.find((f) => f.path.endsWith("ca.crt"))!.content).toBe(bundleA);
   expect(now.kcp.status!.observedGeneration).toBeGreaterThanOrEqual(c.outs.generation);
-  expect(now.kcp.status!.upToDateReplicas).toBe(3);
+  expect(now.kcp.status).toMatchObject({ upToDateReplicas: 1, readyReplicas: 1, replicas: 1 });
+  // Rolled out for real: the control plane's machine was replaced before create returned.
+  const afterCreate = await machines();
+  expect(afterCreate).toHaveLength(1);
+  expect(afterCreate.filter((m) => before.includes(m))).toEqual([]);
 
   expect(await call("diff", c.id, c.outs, inputs(bundleA))).toMatchObject({ changes: false, replaces: [] });
   // A new kubeconfig (rotated credentials, here: given as a path) is no change.
@@ -101,7 +109,6 @@ test("create, diff, update and delete through the serialized provider on the rea
   now = await caFile();
   expect(JSON.stringify(now.files)).toBe(others);
   expect(now.kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION]).toBeUndefined();
-  expect(sim.errors).toEqual([]);
 });
 
 test("a missing KCP: create fails clearly, delete has nothing to remove", async () => {

@@ -1,5 +1,10 @@
 // The KCP sequencer (core/kcp) against a real etcd + kube-apiserver with the real Cluster API CRDs and the
 // simulated CAPI controller writing concurrently. Needs `npm run k8s:binaries` first.
+// Why the simulated controller (lab/sim-capi-controller.ts) and not the real one: these cases need a writer
+// that hits the object every 5–50 ms so that every attempt of a run meets 409s (the real KCP controller
+// writes only while it reconciles), rollouts of a few hundred ms to run many sequences, and v1beta1 as the
+// storage version. The same sequencer against the real controllers: test/k8s/faults.test.ts,
+// test/k8s/control-plane-trust-provider.test.ts, test/lab/incident-rotation.test.ts and bench:kcp.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";

@@ -75,3 +75,36 @@ export function fastOptions<E>(holder: string, events: E[] = []) {
     onEvent: (e: E) => events.push(e),
   };
 }
+
+let otherProductUpdates = 0;
+
+/** The platform's file another product rewrites in `anotherProductInBetween`. */
+export const OTHER_PRODUCT_PATH = "/etc/kubernetes/admission.yaml";
+
+/**
+ * The real API with another product updating its own file in the KCP between our read and our first write
+ * (a read-modify-write of the whole object, as any client of the atomic `files` list must do): our write
+ * then carries a stale resourceVersion and the apiserver answers the incident's 409. The real KCP
+ * controller writes the object only while it reconciles, so this is the concurrent writer that makes the
+ * conflict certain in every run; `updates` holds the contents the other product wrote.
+ */
+export function anotherProductInBetween(api: KcpApi, times = 1): KcpApi & { updates: string[] } {
+  const wrapped = {
+    ...api,
+    updates: [] as string[],
+    async replaceKcp(...args: Parameters<KcpApi["replaceKcp"]>) {
+      if (wrapped.updates.length < times) {
+        const [ref, version] = args;
+        const kcp = await api.getKcp(ref, version);
+        // Distinct every time: an update that changes nothing is not stored and would not move the resourceVersion.
+        const content = `apiVersion: v1\nkind: Config\n# rewritten by another product, update ${++otherProductUpdates}\n`;
+        const spec = kcp.spec!.kubeadmConfigSpec!;
+        const files = (spec.files as FileEntry[]).map((f) => (f.path === OTHER_PRODUCT_PATH ? { ...f, content } : f));
+        await api.replaceKcp(ref, version, { ...kcp, spec: { ...kcp.spec, kubeadmConfigSpec: { ...spec, files } } });
+        wrapped.updates.push(content);
+      }
+      return api.replaceKcp(...args);
+    },
+  };
+  return wrapped;
+}

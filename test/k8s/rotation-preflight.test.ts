@@ -1,6 +1,8 @@
-// The rotation preflight reading live state for real: a kube-apiserver with the real Cluster API CRDs (KCP
-// written by the real sequencer, its rollout driven by the simulated controller, real Leases, the serving
-// TLS Secret as ServingCertificate writes it) and a real TLS endpoint. Needs `npm run k8s:binaries` first.
+// The rotation preflight reading live state for real: the real Cluster API v1.14 controllers on a real
+// kube-apiserver (lab/capi.ts: KCPs written by the real sequencer and rolled out by the real KCP controller,
+// a MachineDeployment rolled out by the real one, a rollout held open by pausing its Cluster), real Leases,
+// the serving TLS Secret as ServingCertificate writes it, and a real TLS endpoint. Control planes of one
+// machine keep the real rollouts short. Needs scripts/k8s-binaries.sh and scripts/capi-binaries.sh first.
 import { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
 import { Server, createServer } from "node:tls";
@@ -17,13 +19,13 @@ import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/se
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { Issued, TestPki } from "../support/pki";
 import { until } from "../support/until";
-import { ApiServer, startApiServer } from "../../lab/apiserver";
-import { NAMESPACE, createKcp, realApi, startSim, createMachineDeployment, createTemplate, templateRef } from "../../lab/capi-objects";
+import { rolloutState } from "../../core/kcp/rollout";
+import { ApiServer } from "../../lab/apiserver";
+import { ManagementCluster, startManagementCluster } from "../../lab/capi";
+import { NAMESPACE, createManagedCluster, managedClusterNames, realApi, waitForClusterRolledOut } from "../../lab/capi-objects";
 import { fastOptions } from "./kcp-support";
-import { SimCapiController } from "../../lab/sim-capi-controller";
-import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
 
-jest.setTimeout(180_000);
+jest.setTimeout(300_000);
 
 const pki = new TestPki();
 const g1 = pki.root("Rotation CA G1");
@@ -37,32 +39,36 @@ const B1 = bundle(g1);
 const B21 = bundle(g2, g1);
 const B32 = bundle(g3, g2);
 
+let mgmt: ManagementCluster;
 let env: ApiServer;
 let tlsServer: Server;
 let registry: { host: string; port: number; mirrorOf: string[] };
-const sims: SimCapiController[] = [];
-let mdSim: SimMachineDeploymentController;
+/** A finished control plane and a MachineDeployment ("pre-done"), and one held mid-rollout ("pre-rolling"). */
+const done = managedClusterNames("pre-done");
+const rolling = managedClusterNames("pre-rolling");
+const CP_DONE = done.controlPlane;
+const MD_0 = done.machineDeployment;
+const CP_ROLLING = rolling.controlPlane;
 
 /** What the TLS endpoint serves, as the registry would: a leaf of generation 1. */
 const served: Issued = pki.leaf(g1, ["DNS:localhost", "IP:127.0.0.1"]);
 
 beforeAll(async () => {
-  env = await startApiServer();
-  // A MachineDeployment booting from a KubeadmConfigTemplate, rolled out by the simulated controller.
-  await createTemplate(env, "v1beta2", "md-0-bootstrap");
-  await createMachineDeployment(env, "v1beta2", "md-0", templateRef("v1beta2", "md-0-bootstrap"));
-  mdSim = new SimMachineDeploymentController(env, "v1beta2", "md-0", 100);
-  while (mdSim.rolledOut.length === 0) await new Promise((r) => setTimeout(r, 50));
+  mgmt = await startManagementCluster();
+  env = mgmt.api;
+  // A control plane and a MachineDeployment booting from a KubeadmConfigTemplate, rolled out by the real controllers.
+  await createManagedCluster(env, done, { controlPlaneReplicas: 1, workerReplicas: 1 });
+  await createManagedCluster(env, rolling, { controlPlaneReplicas: 1, workerReplicas: 0 });
+  await waitForClusterRolledOut(env, done, 300_000);
+  await waitForClusterRolledOut(env, rolling, 300_000);
   tlsServer = createServer({ cert: served.certPem, key: served.keyPem });
   tlsServer.on("tlsClientError", () => undefined);
   await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", () => r()));
   registry = { host: "localhost", port: (tlsServer.address() as AddressInfo).port, mirrorOf: [] };
 });
 afterAll(async () => {
-  for (const s of sims.splice(0)) await s.stop();
-  await mdSim?.stop();
   tlsServer?.close();
-  await env?.stop();
+  await mgmt?.stop();
   pki.cleanup();
 });
 
@@ -74,26 +80,29 @@ const readers = (): LiveReaders => ({
 const plan = (generations: number[], extra: Partial<PreflightPlan> = {}): PreflightPlan => ({
   registries: [registry],
   ca: { mode: "generate", commonName: "Rotation CA", generations },
-  clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-done" }], machineDeployments: [{ namespace: NAMESPACE, name: "md-0" }] }],
+  clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: CP_DONE }], machineDeployments: [{ namespace: NAMESPACE, name: MD_0 }] }],
   servingSecret: { cluster: "mgmt", namespace: NAMESPACE, name: "registry-tls" },
   ...extra,
 });
 const kinds = (f: { kind: string }[]) => f.map((x) => x.kind).sort();
 
-/** A KCP carrying `b`, written by the real sequencer; the simulated controller rolls it out within `rolloutMs`. */
-async function kcpCarrying(name: string, b: { pem: string }, rolloutMs: number): Promise<void> {
-  await createKcp(env, "v1beta2", name);
-  const sim = startSim(env, name, "v1beta2", { rolloutDelayMs: rolloutMs });
-  sims.push(sim);
-  const wait = rolloutMs < 10_000;
-  const written = await applyControlPlaneTrust(realApi(env), { namespace: NAMESPACE, name }, { endpoints: [registry], bundlePem: b.pem }, { ...fastOptions(`test/${name}`), rollout: { wait, timeoutMs: 20_000, pollMs: 25 } });
-  // Without the rollout wait, the write returns before the controller has seen it; tests that judge a
-  // rollout in progress need the controller to have observed our generation first.
-  if (!wait) {
-    await until(`the controller to observe generation ${written.generation} of ${name}`, 20_000, async () => {
+/**
+ * The cluster's KCP carrying `b`, written by the real sequencer. `hold`: instead of waiting for the real
+ * rollout, pause the Cluster once the KCP controller has observed our generation, so that the rollout stays
+ * unfinished (as a paused or stuck cluster's does) until the test ends.
+ */
+async function kcpCarrying(names: { cluster: string; controlPlane: string }, b: { pem: string }, hold = false): Promise<void> {
+  const name = names.controlPlane;
+  const written = await applyControlPlaneTrust(realApi(env), { namespace: NAMESPACE, name }, { endpoints: [registry], bundlePem: b.pem },
+    { ...fastOptions(`test/${name}`), rollout: { wait: !hold, timeoutMs: 240_000, pollMs: 250 } });
+  if (hold) {
+    await until(`the controller to observe generation ${written.generation} of ${name}`, 60_000, async () => {
       const kcp = await realApi(env).getKcp({ namespace: NAMESPACE, name }, "v1beta2");
       return Number(kcp.status?.observedGeneration ?? 0) >= written.generation ? true : undefined;
     });
+    const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+    await custom.patchNamespacedCustomObject({ group: "cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "clusters", name: names.cluster, body: { spec: { paused: true } } },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch));
   }
 }
 
@@ -110,7 +119,7 @@ test("the Secret ServingCertificate writes is accepted as kubernetes.io/tls and 
   expect(secret.type).toBe("kubernetes.io/tls");
   expect(Buffer.from(secret.data!["tls.key"], "base64").toString()).toBe(served.keyPem);
   expect(secret.metadata?.annotations?.[BUNDLE_ANNOTATION]).toBe(B1.hash);
-  await kcpCarrying("cp-done", B1, 300);
+  await kcpCarrying(done, B1);
   const live = await readLiveState(plan([2, 1]), readers());
   expect(live.unreachable).toEqual([]);
   expect(live.servingRecord).toEqual({ bundleHash: B1.hash, stack: "registry-trust/test" });
@@ -130,11 +139,11 @@ test("caRetainGenerations 0 while the endpoint and the Secret still serve genera
 });
 
 test("a live Lease on the KCP or a MachineDeployment refuses the rotation, naming the holder; once released it passes", async () => {
-  const lease = await acquireLease(realApi(env), { namespace: NAMESPACE, name: "md-0" }, { holder: "registry-trust/other-stack/run-42", durationSeconds: 30 }, "MachineDeployment");
+  const lease = await acquireLease(realApi(env), { namespace: NAMESPACE, name: MD_0 }, { holder: "registry-trust/other-stack/run-42", durationSeconds: 30 }, "MachineDeployment");
   try {
     const findings = evaluatePreflight(plan([2, 1]), await readLiveState(plan([2, 1]), readers()));
     expect(kinds(findings)).toEqual(["unfinished"]);
-    expect(findings[0].message).toContain(`MachineDeployment ${NAMESPACE}/md-0 in cluster mgmt is being changed right now: Lease ${NAMESPACE}/registry-trust-md-md-0 is held by "registry-trust/other-stack/run-42"`);
+    expect(findings[0].message).toContain(`MachineDeployment ${NAMESPACE}/${MD_0} in cluster mgmt is being changed right now: Lease ${NAMESPACE}/registry-trust-md-${MD_0} is held by "registry-trust/other-stack/run-42"`);
   } finally {
     await lease.release();
   }
@@ -143,8 +152,8 @@ test("a live Lease on the KCP or a MachineDeployment refuses the rotation, namin
 
 test("a KCP still rolling out the previous bundle: deferred before the bundle is known, refused for a new one, allowed for the same one", async () => {
   // Rotation to G2 started: KCP carries B21 but its machines are still being replaced; the last switch recorded B1.
-  await kcpCarrying("cp-rolling", B21, 600_000);
-  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-rolling" }], machineDeployments: [] }] });
+  await kcpCarrying(rolling, B21, true);
+  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: CP_ROLLING }], machineDeployments: [] }] });
   const live = await readLiveState(p, readers());
   expect(kinds(evaluatePreflight(p, live))).toEqual(["deferred", "deferred"]);
   // Rerun of the same rotation: converges (ControlPlaneTrust waits for the rollout).
@@ -152,7 +161,7 @@ test("a KCP still rolling out the previous bundle: deferred before the bundle is
   // A new rotation to G3 on top of it: refused, naming the rollout and the unrecorded bundle.
   const p3 = { ...p, ca: { mode: "generate" as const, commonName: "Rotation CA", generations: [3, 2] } };
   const error = preflightVerdict(evaluatePreflight(p3, live, B32), false).error!;
-  expect(error).toMatch(new RegExp(`KubeadmControlPlane ${NAMESPACE}/cp-rolling in cluster mgmt has not finished rolling out its current spec \\(bundle ${B21.hash.slice(0, 12)}…\\): generation \\d+: 0/3 up to date`));
+  expect(error).toMatch(new RegExp(`KubeadmControlPlane ${NAMESPACE}/${CP_ROLLING} in cluster mgmt has not finished rolling out its current spec \\(bundle ${B21.hash.slice(0, 12)}…\\): generation \\d+: \\d/1 up to date, \\d/1 ready, \\d machines, RollingOut=True`));
   expect(error).toContain(`carries bundle ${B21.hash.slice(0, 12)}…, but the last completed rotation recorded ${B1.hash.slice(0, 12)}… and this run distributes ${B32.hash.slice(0, 12)}…`);
   // ... and so does retiring G1 while its certificate is still served.
   expect(error).toContain("serves a certificate from CA generation 1, which would leave the bundle (generations 3, 2)");
@@ -165,9 +174,9 @@ test("the stack's rotation record (a ConfigMap per namespace, as RotationRecord 
   const p = { ...plan([3, 2]), stack: "registry-trust/test" };
   const live = await readLiveState(p, readers());
   expect(live.records).toEqual([{ cluster: "mgmt", namespace: NAMESPACE, bundleHash: B21.hash }]);
-  // cp-done still carries B1: neither the recorded B21 nor this run's B32.
+  // The finished control plane still carries B1: neither the recorded B21 nor this run's B32.
   const unfinished = evaluatePreflight(p, live, B32).filter((f) => f.kind === "unfinished");
-  expect(unfinished.map((f) => f.message)).toEqual([expect.stringContaining(`KubeadmControlPlane ${NAMESPACE}/cp-done in cluster mgmt carries bundle ${B1.hash.slice(0, 12)}…, but the last completed rotation recorded ${B21.hash.slice(0, 12)}…`)]);
+  expect(unfinished.map((f) => f.message)).toEqual([expect.stringContaining(`KubeadmControlPlane ${NAMESPACE}/${CP_DONE} in cluster mgmt carries bundle ${B1.hash.slice(0, 12)}…, but the last completed rotation recorded ${B21.hash.slice(0, 12)}…`)]);
   // Another stack's record is not this stack's.
   expect((await readLiveState({ ...p, stack: "registry-trust/other" }, readers())).records).toEqual([]);
   await core.deleteNamespacedConfigMap({ namespace: NAMESPACE, name: record.metadata.name });
@@ -175,22 +184,25 @@ test("the stack's rotation record (a ConfigMap per namespace, as RotationRecord 
 
 test("a KCP edited by another writer, and a KCP and a MachineDeployment that do not exist, are refused", async () => {
   const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-  const ref = { group: "controlplane.cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmcontrolplanes", name: "cp-done" };
-  // A naive writer, but one that retries its conflicts with the simulated controller until it lands.
+  const ref = { group: "controlplane.cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmcontrolplanes", name: CP_DONE };
+  // A naive writer, but one that retries its conflicts with the controller until it lands.
+  let generation = 0;
   for (;;) {
     const kcp = (await custom.getNamespacedCustomObject(ref)) as { spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
     for (const f of kcp.spec.kubeadmConfigSpec.files) if (f.path.endsWith("/ca.crt")) f.content = g3.certPem;
-    const landed = await custom.replaceNamespacedCustomObject({ ...ref, body: kcp }).then(() => true, (e: { code?: number }) => {
+    const landed = await custom.replaceNamespacedCustomObject({ ...ref, body: kcp }).then((o) => {
+      generation = (o as { metadata: { generation: number } }).metadata.generation;
+      return true;
+    }, (e: { code?: number }) => {
       if (e.code !== 409) throw e;
       return false;
     });
     if (landed) break;
   }
-  // The edit is a new spec: let the simulated controller finish that rollout, so only the edit itself is judged.
-  const sim = sims[0];
-  const seen = sim.events.length;
-  while (!sim.events.slice(seen).some((e) => e.kind === "rolled-out")) await new Promise((r) => setTimeout(r, 50));
-  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: "cp-done" }, { namespace: NAMESPACE, name: "cp-missing" }], machineDeployments: [{ namespace: NAMESPACE, name: "md-missing" }] }] });
+  // The edit is a new spec: let the real controller finish that rollout, so only the edit itself is judged.
+  await until(`the KCP controller to roll out generation ${generation} of ${CP_DONE}`, 240_000, async () =>
+    rolloutState(await realApi(env).getKcp({ namespace: NAMESPACE, name: CP_DONE }, "v1beta2"), "v1beta2", generation).done ? true : undefined);
+  const p = plan([2, 1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: NAMESPACE, name: CP_DONE }, { namespace: NAMESPACE, name: "cp-missing" }], machineDeployments: [{ namespace: NAMESPACE, name: "md-missing" }] }] });
   const findings = evaluatePreflight(p, await readLiveState(p, readers()));
   expect(kinds(findings)).toEqual(["missing", "missing", "unfinished"]);
   expect(findings.map((f) => f.message)).toContainEqual(expect.stringContaining(`MachineDeployment ${NAMESPACE}/md-missing does not exist in cluster mgmt`));

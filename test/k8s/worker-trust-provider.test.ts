@@ -1,6 +1,7 @@
 // The WorkerTrust dynamic provider as Pulumi runs it: serialized under ts-node and tsx, loaded back with
 // require-from-string in a plain node process, and driven through diff/create/update/delete against the
-// real apiserver while the simulated MachineDeployment controller writes.
+// real Cluster API v1.14 controllers (lab/capi.ts), which roll each repointed template out through real
+// MachineSets and Machines before the provider call returns.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { WorkerTrustInputs } from "../../components/worker-trust-provider";
@@ -8,29 +9,32 @@ import { FileEntry } from "../../core/kcp/plan";
 import { configRefName } from "../../core/workers/template";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
-import { ApiServer, startApiServer } from "../../lab/apiserver";
+import { ApiServer } from "../../lab/apiserver";
+import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles } from "./kcp-support";
-import { NAMESPACE, createMachineDeployment, createTemplate, templateRef, workerApi } from "../../lab/capi-objects";
-import { SimMachineDeploymentController } from "../../lab/sim-md-controller";
+import { createManagedCluster, machineTemplates, managedClusterNames, NAMESPACE, waitForClusterRolledOut, workerApi } from "../../lab/capi-objects";
 import { SerializedProvider, loadSerializedProvider, serializeProvider } from "./serialized-provider";
 
-jest.setTimeout(120_000);
+jest.setTimeout(300_000);
 
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
 const fixture = path.join(__dirname, "fixtures", "serialize-worker-trust.ts");
 let provider: SerializedProvider;
 
+let mgmt: ManagementCluster;
 let env: ApiServer;
-let sim: SimMachineDeploymentController | undefined;
+const names = managedClusterNames("pool");
 
 beforeAll(async () => {
-  env = await startApiServer();
   provider = await loadSerializedProvider(fixture);
-});
+  mgmt = await startManagementCluster();
+  env = mgmt.api;
+  await createManagedCluster(env, names, { controlPlaneReplicas: 1, workerReplicas: 1 });
+  await waitForClusterRolledOut(env, names, 300_000);
+}, 420_000);
 afterAll(async () => {
-  await sim?.stop();
-  await env?.stop();
+  await mgmt?.stop();
   pki.cleanup();
   provider?.cleanup();
 });
@@ -41,12 +45,12 @@ function inputs(bundlePem: string, extra: Partial<WorkerTrustInputs> = {}): Work
   return {
     kubeconfig: fs.readFileSync(env.kubeconfigPath, "utf8"),
     namespace: NAMESPACE,
-    name: "pool",
+    name: names.machineDeployment,
     endpoints: [{ host: "registry.test", port: 5000, mirrorOf: [] }],
     bundlePem,
     bundleHash: bundleHash(bundlePem),
     holder: "registry-trust/test",
-    rolloutTimeoutSeconds: 20,
+    rolloutTimeoutSeconds: 240,
     ...extra,
   };
 }
@@ -60,21 +64,22 @@ test("the serialized provider captures client-node only as a require() inside it
   expect(stdout).not.toMatch(/asn1/i);
 });
 
-test("create, diff, update and delete through the serialized provider on the real apiserver", async () => {
+test("create, diff, update and delete through the serialized provider against the real controllers", async () => {
   const api = workerApi(env);
-  const md = { namespace: NAMESPACE, name: "pool" };
+  const md = { namespace: NAMESPACE, name: names.machineDeployment };
   const caOf = async (name: string) =>
     ((await api.getTemplate({ namespace: NAMESPACE, name }, "v1beta2"))!.spec!.template as { spec: { files: FileEntry[] } }).spec.files.find((f) => f.path.endsWith("/ca.crt"))?.content;
-  await createTemplate(env, "v1beta2", "pool-base");
-  await createMachineDeployment(env, "v1beta2", "pool", templateRef("v1beta2", "pool-base"));
-  sim = new SimMachineDeploymentController(env, "v1beta2", "pool");
+  const machinesFrom = () => machineTemplates(env, names.cluster, names.machineDeployment);
+  expect(await machinesFrom()).toEqual([names.bootstrapTemplate]);
 
   const c = await call("create", inputs(bundleA));
-  expect(c.id).toBe("default/pool");
+  expect(c.id).toBe(`default/${names.machineDeployment}`);
   expect(c.outs).toMatchObject({ servedVersion: "v1beta2", bundleHash: bundleHash(bundleA) });
-  expect(c.outs.template).toMatch(/^pool-base-rt-[0-9a-f]{12}$/);
+  expect(c.outs.template).toMatch(new RegExp(`^${names.bootstrapTemplate}-rt-[0-9a-f]{12}$`));
   expect(configRefName(await api.getMachineDeployment(md, "v1beta2"))).toBe(c.outs.template);
   expect(await caOf(c.outs.template)).toBe(bundleA);
+  // The call returned once the real controllers had replaced the machine with one made from our template.
+  expect(await machinesFrom()).toEqual([c.outs.template]);
 
   expect(await call("diff", c.id, c.outs, inputs(bundleA))).toMatchObject({ changes: false, replaces: [] });
   expect(await call("diff", c.id, c.outs, inputs(bundleA, { kubeconfig: env.kubeconfigPath }))).toMatchObject({ changes: false });
@@ -91,7 +96,7 @@ test("create, diff, update and delete through the serialized provider on the rea
   // Over 10,240 characters: the serialized provider creates the Secret the new template takes it from.
   const big = caBundles(pki, 20).join("");
   const b = await call("update", c.id, u.outs, inputs(big));
-  expect(b.outs.secretName).toMatch(/^pool-registry-trust-md-ca-[0-9a-f]{12}$/);
+  expect(b.outs.secretName).toMatch(new RegExp(`^${names.machineDeployment}-registry-trust-md-ca-[0-9a-f]{12}$`));
   const t = (await api.getTemplate({ namespace: NAMESPACE, name: b.outs.template }, "v1beta2"))!;
   const ca = (t.spec!.template as { spec: { files: FileEntry[] } }).spec.files.find((f) => f.path.endsWith("/ca.crt"))!;
   expect(ca.contentFrom).toEqual({ secret: { name: b.outs.secretName, key: "ca.crt" } });
@@ -99,11 +104,10 @@ test("create, diff, update and delete through the serialized provider on the rea
   expect(Buffer.from(secret!.data!["ca.crt"], "base64").toString()).toBe(big);
 
   expect(await call("delete", c.id, b.outs)).toBeNull();
-  expect(configRefName(await api.getMachineDeployment(md, "v1beta2"))).toBe("pool-base");
+  expect(configRefName(await api.getMachineDeployment(md, "v1beta2"))).toBe(names.bootstrapTemplate);
   expect(await api.getTemplate({ namespace: NAMESPACE, name: b.outs.template }, "v1beta2")).toBeUndefined();
   expect(await api.getSecret({ namespace: NAMESPACE, name: b.outs.secretName })).toBeUndefined();
-  await sim.stop();
-  expect(sim.errors).toEqual([]);
+  expect(await machinesFrom()).toEqual([names.bootstrapTemplate]);
 });
 
 test("a missing MachineDeployment: create fails clearly, delete has nothing to remove", async () => {

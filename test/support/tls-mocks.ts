@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { OS_STORES } from "../../core/node/os-stores";
 import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { Issued, KeyKind, TestPki, genKey } from "./pki";
 
@@ -9,7 +10,10 @@ type MockArgs = pulumi.runtime.MockResourceArgs;
 /**
  * Pulumi mocks whose @pulumi/tls resources return real keys and certificates (made with openssl), so the
  * component's bundle assembly and verification run on genuine X.509 data while the engine is mocked. A
- * `remote.Command` answers as a node whose install succeeded: its report names the bundle it was sent.
+ * `remote.Command` answers as a node whose install succeeded but that could run none of its checks: its
+ * report names the bundle it was sent (an echo, so it proves nothing) and lists every check the script
+ * declares as unverified, never as verified. Programs run with these mocks therefore need
+ * allowUnverifiedNodes; what a node really verifies is tested on lab nodes.
  */
 export class TlsMocks implements pulumi.runtime.Mocks {
   readonly pki = new TestPki();
@@ -45,7 +49,7 @@ export class TlsMocks implements pulumi.runtime.Mocks {
       }
       case "command:remote:Command": {
         const sent = /sha256:([0-9a-f]{64})/.exec(String(i.create))?.[1] ?? "";
-        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: ["mock"], bundleSha256: sent };
+        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: [], unverified: declaredChecks(String(i.stdin ?? "")), bundleSha256: sent };
         return { id, state: { ...i, stdout: `${NODE_REPORT_PREFIX}${JSON.stringify(report)}\n`, stderr: "" } };
       }
       default:
@@ -63,6 +67,27 @@ export class TlsMocks implements pulumi.runtime.Mocks {
 }
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+/**
+ * The check names an install script's probe lines stand for, read off the script (core/node/render.ts
+ * writes one line per check). A probe of "$RT_STORE_BUNDLE" is named after the OS store's bundle, which the
+ * node picks at run time, so every family's is listed: extra unverified names are harmless.
+ */
+function declaredChecks(script: string): string[] {
+  const word = String.raw`'([^']*)'`;
+  const store = String.raw`"\$RT_STORE_BUNDLE"`;
+  const bundles = [...new Set(Object.values(OS_STORES).map((s) => s.bundle))];
+  const out: string[] = [];
+  for (const line of script.split("\n").map((l) => l.trim())) {
+    let m: RegExpExecArray | null;
+    if ((m = new RegExp(`^rt_verify_offline ${word} `).exec(line))) out.push(`openssl-verify:${m[1]}`);
+    else if (new RegExp(`^rt_verify_offline ${store} `).test(line)) out.push(...bundles.map((b) => `openssl-verify:${b}`));
+    else if ((m = new RegExp(`^rt_probe_tls ${word} ${word}$`).exec(line))) out.push(`tls:${m[1]}@${m[2]}`);
+    else if ((m = new RegExp(`^rt_probe_tls ${word} ${store}$`).exec(line))) out.push(...bundles.map((b) => `tls:${m![1]}@${b}`));
+    else if ((m = new RegExp(`^rt_probe_pull ${word}$`).exec(line))) out.push(`cri-pull:${m[1]}`);
+  }
+  return [...new Set(out)];
+}
 
 /** Mock inputs carry secrets in their wire form ({sig, value}); the mocked providers need the plain value. */
 function unwrapSecrets(v: any): any {

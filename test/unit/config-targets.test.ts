@@ -15,7 +15,8 @@ function problems(values: Record<string, unknown>): string {
   }
   throw new Error("expected the config to be refused");
 }
-const hostFiles = { kind: "hostFiles", host: "registry-host.example", certPath: "/etc/registry/tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["systemctl", "reload", "docker-registry"] };
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgsSXB27KRGxzrx4ETWC3ACMGW/F9auj4bConhNs+M7";
+const hostFiles = { kind: "hostFiles", host: "registry-host.example", hostKey: HOST_KEY, certPath: "/etc/registry/tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["systemctl", "reload", "docker-registry"] };
 
 test("defaults: no serving switch, no DaemonSet, unreachable live state is an error", () => {
   const c = parse({});
@@ -34,9 +35,9 @@ test("a kubernetesSecret target names a configured cluster", () => {
 });
 
 test("a hostFiles target: defaults filled in, paths and reload words checked", () => {
-  expect(parse({ servingTarget: hostFiles }).servingTarget).toEqual({ ...hostFiles, port: 22, user: "root", hostKey: undefined, verifyTimeoutSeconds: 120 });
+  expect(parse({ servingTarget: hostFiles }).servingTarget).toEqual({ ...hostFiles, port: 22, user: "root", verifyTimeoutSeconds: 120 });
   const text = problems({ servingTarget: { ...hostFiles, certPath: "tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["kill", "-HUP", "$(pidof registry)"], verifyTimeoutSeconds: -1 } });
-  expect(text).toContain('registry-trust:servingTarget.certPath = "tls.crt": must be an absolute path');
+  expect(text).toContain('registry-trust:servingTarget.certPath = "tls.crt": is not an absolute path: it must be an absolute, normalized path.');
   expect(text).toContain('registry-trust:servingTarget.reloadCommand[2] = "$(pidof registry)": must be a plain word');
   expect(text).toContain("registry-trust:servingTarget.verifyTimeoutSeconds = -1: must be an integer from 0 to 3600");
   expect(problems({ servingTarget: { ...hostFiles, reloadCommand: "systemctl reload docker-registry" } }))
@@ -45,9 +46,28 @@ test("a hostFiles target: defaults filled in, paths and reload words checked", (
   expect(problems({ servingTarget: { kind: "files" } })).toContain('registry-trust:servingTarget.kind = "files": must be one of none, kubernetesSecret, hostFiles.');
 });
 
-test("production pins the registry host's SSH key, as it does the nodes'", () => {
-  expect(problems({ production: true, servingTarget: hostFiles })).toContain("registry-trust:servingTarget.hostKey = (unset): is required: production stacks pin SSH host keys (whoever answers at that address would receive the serving private key).");
-  expect(problems({ requireHostKeys: true, servingTarget: hostFiles })).toContain("registry-trust:servingTarget.hostKey = (unset): is required: requireHostKeys is true.");
+test("the registry host's SSH key is pinned in every stack, the lab opt-out included: the private key goes there", () => {
+  const { hostKey: _, ...unpinned } = hostFiles;
+  for (const values of [{}, { production: true }, { allowUnpinnedHostKeys: true }]) {
+    expect(problems({ ...values, servingTarget: unpinned })).toContain("registry-trust:servingTarget.hostKey = (unset): is required: the serving private key is pushed to this host");
+  }
+});
+
+test("hostFiles paths must be absolute and normalized: each refusal names the field and the value", () => {
+  const bad: Array<[string, RegExp]> = [
+    ["/etc/registry/../../etc/shadow", /is not normalized/],
+    ["etc/registry/tls.key", /is not an absolute path/],
+    ["/etc/registry//tls.key", /empty segment/],
+    ["/etc/registry/tls.key/.", /is not normalized/],
+    ["/etc/registry/", /names a directory/],
+    ["/etc/registry/tls key", /characters other than/],
+  ];
+  for (const [keyPath, why] of bad) {
+    const text = problems({ servingTarget: { ...hostFiles, keyPath } });
+    expect(text).toContain(`registry-trust:servingTarget.keyPath = ${JSON.stringify(keyPath)}: `);
+    expect(text).toMatch(why);
+    expect(text).toMatch(/fix: Give the file's real absolute path/);
+  }
 });
 
 test("a serving switch needs the key: refused in external mode without servingKey", () => {

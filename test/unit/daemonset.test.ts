@@ -25,9 +25,10 @@ test("tolerates every taint; only the init container is privileged; the node's r
   const spec = pod();
   expect(spec.tolerations).toEqual([{ operator: "Exists" }]);
   expect(spec.hostPID).toBe(true);
+  expect(spec.hostNetwork).toBe(true);
   const [init] = spec.initContainers;
   expect(init.securityContext).toMatchObject({ privileged: true, runAsUser: 0 });
-  expect(init.command).toEqual(["sh", "-c", "chroot /host sh -s < /registry-trust/install.sh"]);
+  expect(init.command).toEqual(["sh", "-c", "chroot /host /bin/sh -s < /registry-trust/install.sh"]);
   expect(init.volumeMounts).toEqual(expect.arrayContaining([{ name: "host-root", mountPath: "/host" }]));
   expect(spec.volumes).toEqual(expect.arrayContaining([{ name: "host-root", hostPath: { path: "/", type: "Directory" } }, { name: "script", configMap: { name: "registry-trust", defaultMode: 0o500 } }]));
   expect(spec.containers).toHaveLength(1);

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NodeScriptError, parseNodeReport, rancherRegistries, renderNodeScript } from "../../core/node/render";
+import { expectedChecks, NodeScriptError, parseNodeReport, rancherRegistries, renderNodeScript } from "../../core/node/render";
 import { NodeScriptInput } from "../../core/node/types";
 import { TestPki } from "../support/pki";
 
@@ -124,5 +124,25 @@ describe("parseNodeReport", () => {
   });
   test("a script that died before the end has no report", () => {
     expect(() => parseNodeReport("registry-trust: ERROR: boom\n")).toThrow("printed no REGISTRY_TRUST_REPORT line");
+  });
+});
+
+describe("expectedChecks: what a passing install reports as verified (NodeTrust compares)", () => {
+  test("every trust location per endpoint; the OS store's bundle only once the OS family is known", () => {
+    const one = { ...base, registries: [base.registries[0]] };
+    const ca = "/etc/containerd/certs.d/registry.test:5000/ca.crt";
+    expect(expectedChecks({ ...one, os: "debian" })).toEqual([
+      "openssl-verify:/etc/ssl/certs/ca-certificates.crt", `openssl-verify:${ca}`,
+      "tls:registry.test:5000@/etc/ssl/certs/ca-certificates.crt", `tls:registry.test:5000@${ca}`,
+      "cri-pull:registry.test:5000/platform/pause:3.10",
+    ]);
+    expect(expectedChecks({ ...one, os: "auto", servingChainPem: undefined, probeImage: undefined })).toEqual([`tls:registry.test:5000@${ca}`]);
+    expect(expectedChecks({ ...one, os: "auto", servingChainPem: undefined, probeImage: undefined, probeTls: false })).toEqual([]);
+  });
+  test("a probe image may name a bracketed IPv6 registry; allowUnverified reaches the script", () => {
+    const script = renderNodeScript({ ...base, registries: [{ host: "fd00::1", port: 5000, mirrorOf: [] }], probeImage: "[fd00::1]:5000/a/b:1", allowUnverified: true });
+    expect(script).toContain("rt_probe_pull '[fd00::1]:5000/a/b:1'");
+    expect(script).toContain("\nRT_ALLOW_UNVERIFIED=1\n");
+    expect(renderNodeScript(base)).toContain("\nRT_ALLOW_UNVERIFIED=''\n");
   });
 });

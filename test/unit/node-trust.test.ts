@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { join } from "node:path";
@@ -14,6 +15,15 @@ const COMMAND = "command:remote:Command";
 const UNREACHABLE = "127.0.0.99";
 /** A node whose report names another bundle than the one sent. */
 const WRONG_BUNDLE = "127.0.0.66";
+/** A node without curl and openssl: its TLS probes are reported unverified. */
+const NO_TOOLS = "127.0.0.77";
+/** A node whose report lacks one of the checks its script was rendered with. */
+const SHORT_REPORT = "127.0.0.78";
+/** What a node's script reports when every check passes (the probes through each trust location), as a node prints it. */
+const DEBIAN_CHECKS = ["tls:registry.test:5000@/etc/ssl/certs/ca-certificates.crt", "tls:registry.test:5000@/etc/containerd/certs.d/registry.test:5000/ca.crt"];
+const RHEL_CRIO_CHECKS = [
+  "tls:registry.test:5000@/etc/pki/tls/certs/ca-bundle.crt", "tls:registry.test:5000@/etc/containerd/certs.d/registry.test:5000/ca.crt", "tls:registry.test:5000@/etc/containers/certs.d/registry.test:5000/ca.crt",
+];
 
 /**
  * The engine and the command provider are mocked: a Command "runs" by answering with a report line as a
@@ -30,7 +40,7 @@ class CommandMocks implements pulumi.runtime.Mocks {
     const sent = /sha256:([0-9a-f]{64})/.exec(args.inputs.create)![1];
     const report: NodeReport = {
       action: "install", os: "debian", changed: [`/etc/containerd/certs.d/registry.test:5000/ca.crt`], restarted: [],
-      verified: ["openssl-verify:/etc/containerd/certs.d/registry.test:5000/ca.crt"], bundleSha256: connection.host === WRONG_BUNDLE ? "f".repeat(64) : sent,
+      verified: connection.host === "127.0.0.13" ? RHEL_CRIO_CHECKS : DEBIAN_CHECKS, bundleSha256: connection.host === WRONG_BUNDLE ? "f".repeat(64) : sent,
     };
     return { id: `${args.name}-id`, state: { ...args.inputs, stdout: `installing\n${NODE_REPORT_PREFIX}${JSON.stringify(report)}`, stderr: "" } };
   }
@@ -69,7 +79,9 @@ const nodes = [
   node("b", "127.0.0.12", { port: 2222, user: "deploy", hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 2200, user: "jump", hostKey: BASTION_KEY } }),
   node("c", "127.0.0.13", { os: "rhel", runtimes: ["containerd", "crio"] }),
 ];
-const baseArgs: NodeTrustArgs = { nodes, registries, bundlePem, bundleHash: sha256(bundlePem), sshPrivateKey: PRIVATE_KEY };
+// Node c is unpinned: a lab's opt-out (requireHostKeys false), as the dev stack's allowUnpinnedHostKeys gives.
+const baseArgs: NodeTrustArgs = { nodes, registries, bundlePem, bundleHash: sha256(bundlePem), sshPrivateKey: PRIVATE_KEY, requireHostKeys: false };
+const RSA_HOST_KEY = readFileSync(join(REPO, "test", "fixtures", "ssh", "host_rsa.pub"), "utf8").trim();
 
 /**
  * A failed registration surfaces in mock mode as unhandled rejections, which would abort the jest worker:
@@ -88,7 +100,10 @@ function runIsolated(args: NodeTrustArgs): { registered: string[]; results: Reco
         const c = a.inputs.connection["${SECRET_SIG}"] ? a.inputs.connection.value : a.inputs.connection;
         if (c.host === ${JSON.stringify(UNREACHABLE)}) throw new Error("after 3 failed attempts: dial tcp " + c.host + ":22: connect: connection refused");
         const sent = /sha256:([0-9a-f]{64})/.exec(a.inputs.create)![1];
-        const report = { action: "install", os: "debian", changed: [], restarted: [], verified: [], bundleSha256: c.host === ${JSON.stringify(WRONG_BUNDLE)} ? "f".repeat(64) : sent };
+        const all = ${JSON.stringify(DEBIAN_CHECKS)};
+        const verified = c.host === ${JSON.stringify(NO_TOOLS)} ? [] : c.host === ${JSON.stringify(SHORT_REPORT)} ? all.slice(1) : all;
+        const unverified = c.host === ${JSON.stringify(NO_TOOLS)} ? all : [];
+        const report = { action: "install", os: "debian", changed: [], restarted: [], verified, unverified, bundleSha256: c.host === ${JSON.stringify(WRONG_BUNDLE)} ? "f".repeat(64) : sent };
         return { id: a.name, state: { ...a.inputs, stdout: ${JSON.stringify(NODE_REPORT_PREFIX)} + JSON.stringify(report) } };
       },
       call: () => ({}),
@@ -191,7 +206,7 @@ describe("NodeTrust", () => {
     expect(results.map((r) => [r.node, r.host])).toEqual([["a", "127.0.0.11"], ["b", "127.0.0.12"], ["c", "127.0.0.13"]]);
     const a = await valueOf(trust.nodeResults.a);
     expect(a).toMatchObject({ action: "install", restarted: [], bundleSha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    expect(a.verified[0]).toMatch(/^openssl-verify:/);
+    expect(a.verified).toEqual(DEBIAN_CHECKS);
   });
 
   test("a new bundle changes stdin and the command text, so the engine updates in place rather than replacing", async () => {
@@ -214,6 +229,22 @@ describe("NodeTrust checks what each node reports", () => {
     expect(outcome.errors.join("\n")).toContain(`node odd (${WRONG_BUNDLE}) reports bundle sha256 ${"f".repeat(64)}, expected ${sha256(bundlePem)}`);
     expect(outcome.errors.join("\n")).not.toMatch(/node good/);
   });
+
+  test("a node that could not run its checks fails, naming them, unless unverified nodes are allowed", () => {
+    const strict = runIsolated({ ...baseArgs, nodes: [node("good", "127.0.0.31"), node("bare", NO_TOOLS)] });
+    expect(strict.results).toEqual({ good: expect.objectContaining({ node: "good" }) });
+    expect(strict.errors.join("\n")).toContain(`node bare (${NO_TOOLS}) did not verify ${DEBIAN_CHECKS.join(", ")}`);
+    expect(strict.errors.join("\n")).toContain("allowUnverifiedNodes");
+    const lax = runIsolated({ ...baseArgs, allowUnverified: true, nodes: [node("bare", NO_TOOLS)] });
+    expect(lax.errors).toEqual([]);
+    expect(lax.results).toEqual({ bare: expect.objectContaining({ verified: [], unverified: DEBIAN_CHECKS }) });
+  });
+
+  test("a report without one of the checks the script was rendered with fails, even with unverified nodes allowed", () => {
+    const outcome = runIsolated({ ...baseArgs, allowUnverified: true, nodes: [node("short", SHORT_REPORT)] });
+    expect(outcome.results).toEqual({});
+    expect(outcome.errors.join("\n")).toContain(`node short (${SHORT_REPORT}) did not verify ${DEBIAN_CHECKS[0]}`);
+  });
 });
 
 describe("NodeTrust with a node that cannot be reached", () => {
@@ -232,6 +263,9 @@ describe("NodeTrust refuses bad configuration before registering anything", () =
     ["a bad port", { nodes: [node("x", "10.0.0.1", { port: 70000 })] }, /node "x": port 70000 must be an integer from 1 to 65535/],
     ["a bad proxy", { nodes: [node("x", "10.0.0.1", { proxy: { host: "https://bastion", port: 22, user: "j" } })] }, /proxy host "https:\/\/bastion" has a URL scheme/],
     ["a missing host key when required", { nodes: [node("x", "10.0.0.1")], requireHostKeys: true }, /node "x": hostKey is required/],
+    ["a missing host key by default", { nodes: [node("x", "10.0.0.1")], requireHostKeys: undefined }, /node "x": hostKey is required/],
+    ["an RSA host key (ssh-rsa only, refused by OpenSSH >= 8.8)", { nodes: [node("x", "10.0.0.1", { hostKey: RSA_HOST_KEY })] }, /node "x": hostKey is an RSA host key.*OpenSSH 8\.8.*ed25519/],
+    ["an RSA bastion key", { nodes: [node("x", "10.0.0.1", { hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 22, user: "j", hostKey: RSA_HOST_KEY } })] }, /node "x": proxy.hostKey is an RSA host key/],
     ["a bastion without a pinned key when required", { nodes: [node("x", "10.0.0.1", { hostKey: HOST_KEY, proxy: { host: "bastion.test", port: 22, user: "j" } })], requireHostKeys: true }, /node "x": proxy.hostKey is required/],
     ["duplicate names", { nodes: [node("x", "10.0.0.1"), node("x", "10.0.0.2")] }, /node "x": the name is used twice/],
     ["no runtimes", { nodes: [node("x", "10.0.0.1", { runtimes: [] })] }, /node "x": runtimes is empty/],

@@ -36,6 +36,7 @@ describe("SSH host keys on a remote.Command connection", () => {
       expect.stringMatching(/^connection\.proxy j@b: hostKey is not set.*\(registry-trust: nodes\[\]\.proxy\.hostKey\)$/),
       expect.stringMatching(/^connection\.proxy\.proxy c: hostKey is not set.*\(registry-trust: nodes\[\]\.proxy\.proxy\.hostKey\)$/),
     ]],
+    [{ connection: { host: "n1", hostKey: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQC" } }, [expect.stringMatching(/^connection n1: hostKey is an RSA host key: .*"ssh-rsa" \(SHA-1\).*OpenSSH 8\.8.*ssh-keyscan -t ed25519 n1/)]],
     [{}, ["connection is missing"]],
   ])("%j fails", (props, problems) => {
     expect(hostKeyProblems(props)).toEqual(problems);

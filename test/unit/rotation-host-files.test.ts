@@ -37,7 +37,8 @@ test("the key is only in the script (stdin); the command line names the shell an
 
 test("paths and reload words with shell syntax are refused, not quoted around", () => {
   const ok = { certPath: "/a/tls.crt", keyPath: "/a/tls.key", reloadCommand: ["true"] };
-  expect(() => hostFilesScript({ ...ok, certPath: "/a/$(reboot).crt" }, leaf.certPem, leaf.keyPem)).toThrow(/not a plain absolute path: "\/a\/\$\(reboot\).crt"/);
+  expect(() => hostFilesScript({ ...ok, certPath: "/a/$(reboot).crt" }, leaf.certPem, leaf.keyPem)).toThrow(/certPath "\/a\/\$\(reboot\).crt" has characters other than/);
+  expect(() => hostFilesScript({ ...ok, keyPath: "/etc/registry/../../etc/shadow" }, leaf.certPem, leaf.keyPem)).toThrow(/keyPath "\/etc\/registry\/..\/..\/etc\/shadow" is not normalized/);
   expect(() => hostFilesScript({ ...ok, reloadCommand: ["kill", "-HUP", "`cat /run/x`"] }, leaf.certPem, leaf.keyPem)).toThrow(/reload command words with shell syntax: "`cat \/run\/x`"/);
   expect(() => hostFilesScript({ ...ok, reloadCommand: [] }, leaf.certPem, leaf.keyPem)).toThrow(/reload command is empty/);
   expect(() => hostFilesScript(ok, leaf.certPem, leaf.certPem)).toThrow(/not a PEM private key/);
@@ -84,4 +85,22 @@ test("a write that fails before the renames leaves the old pair untouched", () =
   expect(readFileSync(certPath, "utf8")).toBe("OLD CERT");
   expect(readdirSync(join(dir, "run3"))).toEqual(["tls.crt"]);
   expect(existsSync(keyPath)).toBe(false);
+});
+
+test("under the script's umask 077, directories it creates are 0755 so a non-root registry can read its certificate; the key stays 0600", () => {
+  // The registry's process runs as an unprivileged user (nobody here); only the key must stay private.
+  const base = join(dir, "nonroot");
+  execFileSync("mkdir", ["-m", "0755", base]);
+  chmodSync(dir, 0o755);
+  const certPath = join(base, "etc", "registry", "tls.crt");
+  const keyPath = join(base, "etc", "registry", "private", "tls.key");
+  const script = hostFilesScript({ certPath, keyPath, reloadCommand: ["true"] }, leaf.certPem, leaf.keyPem);
+  execFileSync("sh", ["-s"], { input: script, encoding: "utf8" });
+  const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
+  expect([join(base, "etc"), join(base, "etc", "registry"), join(base, "etc", "registry", "private")].map(mode)).toEqual(["755", "755", "755"]);
+  expect([mode(certPath), mode(keyPath)]).toEqual(["644", "600"]);
+  const asNobody = spawnSync("cat", [certPath], { uid: 65534, gid: 65534, encoding: "utf8" });
+  expect(asNobody.stderr).toBe("");
+  expect(asNobody.stdout).toBe(leaf.certPem);
+  expect(spawnSync("cat", [keyPath], { uid: 65534, gid: 65534 }).status).not.toBe(0);
 });

@@ -1,13 +1,12 @@
 // index.ts under mocks with the rotation keys: the preflight refuses before any resource is registered
 // (against a real TLS endpoint: openssl s_server in its own process, since the mock program runs while
 // this process waits), and the serving switch and DaemonSet are wired when configured.
-import { ChildProcess, spawn, spawnSync } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
-import { ProgramOutcome } from "../support/run-program";
+import { runProgram } from "../support/run-program";
 import { TestPki } from "../support/pki";
-import { REPO } from "../support/stack-files";
 
 jest.setTimeout(120_000);
 
@@ -38,15 +37,7 @@ afterAll(() => {
   pki.cleanup();
 });
 
-/** As support/run-program does, but the outcome is read whatever the exit code (a failed resource exits 1). */
-function runProgram(config: Record<string, string>): ProgramOutcome {
-  const tsx = join(REPO, "node_modules", "tsx", "dist", "cli.mjs");
-  const r = spawnSync(process.execPath, [tsx, join(REPO, "test", "support", "mock-program.ts"), "index.ts"], {
-    cwd: REPO, encoding: "utf8", env: { ...process.env, ...agent, MOCK_CONFIG: JSON.stringify({ config, secretKeys: [] }) },
-  });
-  return JSON.parse(r.stdout.trim().split("\n").pop()!);
-}
-
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgsSXB27KRGxzrx4ETWC3ACMGW/F9auj4bConhNs+M7";
 function engineConfig(values: Record<string, unknown>): Record<string, string> {
   return Object.fromEntries(Object.entries(values).map(([k, v]) => [`registry-trust:${k}`, typeof v === "object" ? JSON.stringify(v) : String(v)]));
 }
@@ -55,12 +46,15 @@ const base = () => ({
   caCommonName: "Rot CA",
   caGeneration: 2,
   caRetainGenerations: 1,
-  nodes: [{ name: "n1", host: "127.0.0.11" }],
+  nodes: [{ name: "n1", host: "127.0.0.11", hostKey: HOST_KEY }],
+  // The mocked node runs none of its checks (test/support/tls-mocks.ts): this test is about the program.
+  allowUnverifiedNodes: true,
 });
 const agent = { SSH_AUTH_SOCK: "/run/user/0/ssh-agent.sock" };
+const run = (config: Record<string, string>) => runProgram("index.ts", config, [], agent);
 
 test("retaining no generation while generation 1's certificate is served: refused before any resource is registered", () => {
-  const outcome = runProgram(engineConfig({ ...base(), caRetainGenerations: 0 }));
+  const outcome = run(engineConfig({ ...base(), caRetainGenerations: 0 }));
   expect(outcome.resources).toEqual([]);
   expect(outcome.errors).toHaveLength(1);
   expect(outcome.errors[0]).toMatch(/^RunError: Rotation preflight refused; nothing was changed:\n {2}- overlap: https:\/\/127\.0\.0\.1:\d+ serves a certificate from CA generation 1, which would leave the bundle \(generations 2\)/);
@@ -68,7 +62,7 @@ test("retaining no generation while generation 1's certificate is served: refuse
 
 test("generation 1 retained, but not the CA that signed what is served (same name, other key): pass 2 refuses before anything is distributed", () => {
   // Under mocks every CA is freshly made, so the bundle's "Rot CA G1" is not the served certificate's issuer.
-  const outcome = runProgram(engineConfig(base()));
+  const outcome = run(engineConfig(base()));
   expect(outcome.errors.join("\n")).toContain(`https://127.0.0.1:${port} serves "CN=registry.test" issued by "CN=Rot CA G1"`);
   expect(outcome.errors.join("\n")).toMatch(/which the new bundle does not trust \((BAD_SIGNATURE|UNKNOWN_AUTHORITY)\)/);
   expect(outcome.resources.filter((r) => r.type === "command:remote:Command")).toEqual([]);
@@ -77,12 +71,12 @@ test("generation 1 retained, but not the CA that signed what is served (same nam
 test("the switch to host files and the DaemonSet are wired, the switch after the nodes", () => {
   const kubeconfig = join(pki.dir, "kubeconfig");
   writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n");
-  const outcome = runProgram(engineConfig({
+  const outcome = run(engineConfig({
     ...base(),
     // Nothing listens there and the kubeconfig names no cluster: this test is about the wiring only.
     registries: [{ host: "127.0.0.1", port: 1 }],
     clusters: [{ name: "mgmt", kubeconfig }],
-    servingTarget: { kind: "hostFiles", host: "127.0.0.1", certPath: "/etc/registry/tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["systemctl", "restart", "docker-registry"], verifyTimeoutSeconds: 0 },
+    servingTarget: { kind: "hostFiles", host: "127.0.0.1", hostKey: HOST_KEY, certPath: "/etc/registry/tls.crt", keyPath: "/etc/registry/tls.key", reloadCommand: ["systemctl", "restart", "docker-registry"], verifyTimeoutSeconds: 0 },
     daemonset: { enabled: true, cluster: "mgmt", image: "docker.io/library/busybox:1.36" },
     preflightAllowUnreachable: true,
   }));
@@ -103,7 +97,7 @@ test("the switch to host files and the DaemonSet are wired, the switch after the
 });
 
 test("a DaemonSet image on the registry being trusted is refused with the config, before anything", () => {
-  const outcome = runProgram(engineConfig({
+  const outcome = run(engineConfig({
     ...base(),
     clusters: [{ name: "mgmt" }],
     daemonset: { enabled: true, cluster: "mgmt", image: `127.0.0.1:${port}/tools/busybox:1.36` },

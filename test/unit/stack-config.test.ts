@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError } from "../../core/config/issues";
 import { parseStackConfig } from "../../core/config/validate";
 import { TestPki } from "../support/pki";
@@ -19,8 +21,9 @@ const minimal = { registries: [{ host: "registry.test", port: 5000 }] };
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgsSXB27KRGxzrx4ETWC3ACMGW/F9auj4bConhNs+M7";
 
 describe("committed stacks", () => {
-  test("dev generates its CA with short-lived certificates", () => {
+  test("dev generates its CA with short-lived certificates and opts out of host key pinning", () => {
     const c = parse(stackValues("dev"));
+    expect(c.policy.requireHostKeys).toBe(false);
     expect(c.ca).toMatchObject({ mode: "generate", generation: 1, retainGenerations: 1, keyAlgorithm: "ECDSA-P256" });
     expect(c.registries.map((r) => `${r.host}:${r.port}`)).toEqual(["registry.dev.example.internal:5000", "10.20.0.15:5000"]);
     expect(c.nodes.find((n) => n.name === "dev-worker-0")?.runtimes).toEqual(["containerd", "docker"]);
@@ -38,6 +41,45 @@ describe("committed stacks", () => {
     expect(c.serving.mode).toBe("external");
     expect(c.serving.chainPem).toContain("BEGIN CERTIFICATE");
     expect(c.policy.requireHostKeys).toBe(true);
+  });
+});
+
+describe("SSH host keys: pinned by default, ed25519 or ECDSA", () => {
+  // Public host keys as ssh-keygen wrote them (OpenSSH 9.2p1), see test/fixtures/ssh.
+  const fixture = (t: string) => readFileSync(join(REPO, "test", "fixtures", "ssh", `host_${t}.pub`), "utf8").trim();
+  const node = (extra: Record<string, unknown> = {}) => ({ name: "n1", host: "10.0.0.1", ...extra });
+
+  test("an unpinned node or bastion is refused unless the stack opts out; the fix says how to pin", () => {
+    const { issues } = issuesOf({ ...minimal, nodes: [node(), node({ name: "n2", host: "10.0.0.2", hostKey: KEY, proxy: { host: "bastion.test" } })] });
+    expect(issues.map((i) => i.path)).toEqual(["registry-trust:nodes[0].hostKey", "registry-trust:nodes[1].proxy.hostKey"]);
+    expect(issues[0].fix).toMatch(/ssh-keyscan -t ed25519 10\.0\.0\.1/);
+    expect(issues[0].fix).toMatch(/allowUnpinnedHostKeys/);
+    const c = parse({ ...minimal, allowUnpinnedHostKeys: true, nodes: [node()] });
+    expect(c.policy.requireHostKeys).toBe(false);
+    expect(parse({ ...minimal, nodes: [node({ hostKey: KEY })] }).policy.requireHostKeys).toBe(true);
+  });
+  test("production cannot opt out", () => {
+    const { issues } = issuesOf({ ...minimal, production: true, allowUnpinnedHostKeys: true, nodes: [node({ hostKey: KEY })] });
+    expect(issues.map((i) => i.path)).toEqual(["registry-trust:allowUnpinnedHostKeys"]);
+  });
+  test("an RSA pin is refused with the reason (ssh-rsa only, refused by OpenSSH >= 8.8) and the fix; ed25519 and ECDSA pins pass", () => {
+    const { issues } = issuesOf({ ...minimal, nodes: [node({ hostKey: fixture("rsa") }), node({ name: "n2", host: "10.0.0.2", hostKey: KEY, proxy: { host: "b.test", hostKey: fixture("rsa") } })] });
+    expect(issues.map((i) => i.path)).toEqual(["registry-trust:nodes[0].hostKey", "registry-trust:nodes[1].proxy.hostKey"]);
+    expect(issues[0].problem).toMatch(/RSA/);
+    expect(issues[0].problem).toMatch(/OpenSSH 8\.8/);
+    expect(issues[0].problem).toMatch(/ed25519/);
+    const c = parse({ ...minimal, nodes: [node({ hostKey: fixture("ed25519") }), node({ name: "n2", host: "10.0.0.2", hostKey: fixture("ecdsa") })] });
+    expect(c.nodes.map((n) => n.hostKey?.split(" ")[0])).toEqual(["ssh-ed25519", "ecdsa-sha2-nistp256"]);
+  });
+  test("a pin whose blob is not of its named type is refused", () => {
+    const ecdsaBlob = fixture("ecdsa").split(" ")[1];
+    const { issues } = issuesOf({ ...minimal, nodes: [node({ hostKey: `ssh-ed25519 ${ecdsaBlob}` })] });
+    expect(issues[0].path).toBe("registry-trust:nodes[0].hostKey");
+  });
+  test("the removed requireHostKeys key is refused with the migration", () => {
+    const { issues } = issuesOf({ ...minimal, requireHostKeys: true, nodes: [node({ hostKey: KEY })] });
+    expect(issues.map((i) => i.path)).toEqual(["registry-trust:requireHostKeys"]);
+    expect(issues[0].fix).toContain("pulumi config rm registry-trust:requireHostKeys");
   });
 });
 
@@ -109,7 +151,7 @@ describe("bad config is refused with every problem at once", () => {
     expect(parse({ ...minimal, sshPrivateKey: key }, ["sshPrivateKey"]).ssh.useAgent).toBe(false);
   });
   test("duplicate node names and hosts", () => {
-    const { issues } = issuesOf({ ...minimal, nodes: [{ name: "a", host: "10.0.0.1" }, { name: "a", host: "10.0.0.2" }, { name: "b", host: "10.0.0.1" }] });
+    const { issues } = issuesOf({ ...minimal, allowUnpinnedHostKeys: true, nodes: [{ name: "a", host: "10.0.0.1" }, { name: "a", host: "10.0.0.2" }, { name: "b", host: "10.0.0.1" }] });
     expect(issues.map((i) => i.path)).toEqual(["registry-trust:nodes[1].name", "registry-trust:nodes[2].host"]);
   });
   test("a probe image on another registry", () => {
