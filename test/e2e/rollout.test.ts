@@ -123,7 +123,6 @@ beforeAll(async () => {
         "registry-trust:servingCertMode": "external",
         "registry-trust:registries": [{ host: lab.registry.host, port: lab.registry.port }],
         "registry-trust:nodes": [{ name: n.name, host: n.host, port: n.port, hostKey: n.hostKey }],
-        "registry-trust:requireHostKeys": true,
         "registry-trust:sshUser": "root",
         "registry-trust:nodeOs": "debian",
         "registry-trust:nodeRuntimes": ["containerd"],
