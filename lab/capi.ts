@@ -19,6 +19,7 @@
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
@@ -175,25 +176,43 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** CAPD's in-memory debug port: bound on every interface with no flag to move it (see above). */
+const CAPD_DEBUG_PORT = 19000;
+
+/** Whether something on this machine listens on `port` (every interface), i.e. a bind would fail. */
+function portBound(port: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", (e: NodeJS.ErrnoException) => (e.code === "EADDRINUSE" ? resolve(true) : reject(e)));
+    server.listen({ port, exclusive: true }, () => server.close(() => resolve(false)));
+  });
+}
+
 async function acquireCapdLock(timeoutMs: number): Promise<void> {
   const file = capdLockPath();
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    let holder: string | undefined;
     try {
       fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
       lockHeld = true;
-      return;
+      // The lock file is advisory: a CAPD whose owner was killed (SIGKILL skips the exit hook) outlives
+      // its lock and still holds the port; wait for it like for a live holder rather than fail at start-up.
+      if (!(await portBound(CAPD_DEBUG_PORT))) return;
+      releaseCapdLock();
+      holder = `a process outside the lock (port ${CAPD_DEBUG_PORT} is bound; \`ss -ltnp sport = :${CAPD_DEBUG_PORT}\` names it)`;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    const holder = Number(fs.readFileSync(file, "utf8").trim());
-    if (!Number.isInteger(holder) || holder === process.pid || !pidAlive(holder)) {
-      fs.rmSync(file, { force: true });
-      continue;
+      const pid = Number(fs.readFileSync(file, "utf8").trim());
+      if (!Number.isInteger(pid) || pid === process.pid || !pidAlive(pid)) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      holder = `PID ${pid}`;
     }
     if (Date.now() > deadline) {
-      throw new Error(`another management cluster (PID ${holder}) runs CAPD's in-memory backend on this machine (lock ${file}); ` +
+      throw new Error(`another management cluster (${holder}) runs CAPD's in-memory backend on this machine (lock ${file}); ` +
         "its fixed ports allow one at a time: stop it (e.g. `npm run lab:stop`) or wait for it to finish");
     }
     await new Promise((r) => setTimeout(r, 1000));
