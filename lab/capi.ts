@@ -164,7 +164,9 @@ process.once("exit", () => {
  * machine-wide lock (a file naming its holder's PID) and waits while a live process holds it.
  */
 let lockHeld = false;
-const capdLockPath = () => path.join(cacheDir(), "capd-in-memory.lock");
+// Ports are per network namespace, so is the lock: a management cluster in another namespace (e.g. a CI
+// run under `unshare --net`) does not wait for this one.
+const capdLockPath = () => path.join(cacheDir(), `capd-in-memory.${fs.readlinkSync("/proc/self/ns/net").replace(/\D/g, "")}.lock`);
 
 function pidAlive(pid: number): boolean {
   try {
