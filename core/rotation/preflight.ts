@@ -1,6 +1,6 @@
 import type * as K8s from "@kubernetes/client-node";
 import { Endpoint, endpointKey } from "../endpoint";
-import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, orUndefined, pickVersion } from "../kcp/api";
+import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, pickVersion } from "../kcp/api";
 import { apiMessage, httpStatus } from "../kcp/errors";
 import { LeaseTargetKind, leaseLiveness, leaseRef } from "../kcp/lease";
 import { FileEntry, pemHash, readOwnership } from "../kcp/plan";
@@ -49,18 +49,12 @@ export interface PreflightPlan {
 }
 
 /** The reads the preflight makes in one cluster (KcpApi and WorkerApi over @kubernetes/client-node in the program). */
-export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret"> &
-  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate"> &
-  { getConfigMap(ref: ObjectRef): Promise<{ data?: Record<string, string> } | undefined> };
+export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret" | "getConfigMap"> &
+  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate">;
 
 /** The ClusterReader over @kubernetes/client-node 1.x; `k8s` is the module, passed in rather than imported. */
 export function clientNodeClusterReader(k8s: typeof K8s, kubeConfig: K8s.KubeConfig): ClusterReader {
-  const core = kubeConfig.makeApiClient(k8s.CoreV1Api);
-  return {
-    ...clientNodeKcpApi(k8s, kubeConfig),
-    ...clientNodeWorkerApi(k8s, kubeConfig),
-    getConfigMap: (ref) => orUndefined(core.readNamespacedConfigMap(ref)),
-  };
+  return { ...clientNodeKcpApi(k8s, kubeConfig), ...clientNodeWorkerApi(k8s, kubeConfig) };
 }
 
 export interface LiveReaders {
@@ -283,7 +277,7 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
     const what = `KubeadmControlPlane ${ref.namespace}/${ref.name} in cluster ${cluster}`;
     let recorded: string;
     try {
-      recorded = readOwnership(kcp).bundleHash;
+      recorded = readOwnership(kcp, plan.stack).bundleHash;
     } catch (err) {
       add("unfinished", `${what}: ${(err as Error).message}`);
       continue;
@@ -306,7 +300,7 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
   }
 
   for (const { cluster, ref, md, version, template } of live.machineDeployments) {
-    const recorded = template ? readOwnership(template).bundleHash : "";
+    const recorded = template ? readOwnership(template, plan.stack).bundleHash : "";
     const continuing = bundle !== undefined && recorded === bundle.hash;
     const rollout = machineDeploymentRolloutState(md, version, md.metadata.generation ?? 0);
     const what = `MachineDeployment ${ref.namespace}/${ref.name} in cluster ${cluster}`;

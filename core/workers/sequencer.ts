@@ -38,6 +38,8 @@ export interface WorkerEvent {
 export interface WorkerOptions {
   /** Lease holder identity: stack + run id. */
   readonly holder: string;
+  /** Whose entries these are (project/stack): other owners' entries in the template are kept. @default the unnamed owner */
+  readonly owner?: string;
   /** Take over files at our paths that registry-trust did not write. @default false */
   readonly adopt?: boolean;
   readonly lease?: Omit<LeaseOptions, "holder" | "onWait">;
@@ -212,7 +214,7 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
       }
       const baseName = isOurs(current, target.name) ? current.metadata.annotations?.[BASE_ANNOTATION] : undefined;
       const base = baseName ? await readTemplate(api, { namespace: target.namespace, name: baseName }, version) : undefined;
-      const plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt });
+      const plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt, owner: opts.owner });
       if (plan.create && (await ensureTemplate(api, plan.create, version))) {
         emit("template-created", `KubeadmConfigTemplate ${target.namespace}/${plan.name} created from ${currentName}`);
       }

@@ -85,7 +85,7 @@ export interface TemplatePlan {
  *  - the base carries exactly what we want (e.g. after removing our entries): the base again;
  *  - otherwise a new template, a copy of `current` with our entries merged.
  */
-export function planTemplate(current: KubeObject, base: KubeObject | undefined, mdName: string, desired: Desired, opts: { version: CapiVersion; adopt?: boolean }): TemplatePlan {
+export function planTemplate(current: KubeObject, base: KubeObject | undefined, mdName: string, desired: Desired, opts: { version: CapiVersion; adopt?: boolean; owner?: string }): TemplatePlan {
   const baseName = isOurs(current, mdName) ? (current.metadata.annotations?.[BASE_ANNOTATION] ?? current.metadata.name ?? "") : (current.metadata.name ?? "");
   const merged = planMerge(current, desired, opts).update;
   if (!merged) return { name: current.metadata.name ?? "", base: baseName };
