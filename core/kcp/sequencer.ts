@@ -93,6 +93,25 @@ export function removeControlPlaneTrust(api: KcpApi, target: Target, opts: Seque
   return sequence(api, target, NOTHING, opts);
 }
 
+/** What is live on the KCP for `owner`, and how it differs from `trust` (undefined when exactly as desired). */
+export interface LiveTrust {
+  readonly version: KcpVersion;
+  readonly ownership: Ownership;
+  readonly drift?: string;
+}
+
+/**
+ * Reads the KCP and compares our entries with what `trust` plans, without writing: a file someone removed
+ * or changed, a command gone, our record edited. The dynamic provider's read and diff use it, so that
+ * `pulumi refresh` and `pulumi preview` show what changed behind the stack's back.
+ */
+export async function inspectControlPlaneTrust(api: KcpApi, target: Target, trust: TrustSpec, owner?: string): Promise<LiveTrust> {
+  const version = await resolveVersion(api, target);
+  const kcp = await readKcp(api, target, version);
+  const drift = verifyEntries(kcp, desiredEntries(target.name, trust), NOTHING.ownership, owner);
+  return { version, ownership: readOwnership(kcp, owner), ...(drift ? { drift: `KubeadmControlPlane ${target.namespace}/${target.name}: ${drift}` } : {}) };
+}
+
 async function resolveVersion(api: KcpApi, target: Target): Promise<KcpVersion> {
   const served = await api.servedKcpVersions().catch((e) => {
     throw refuseForbidden(e, "discover the served API versions");
@@ -136,7 +155,22 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
     const write = await writeWithRetry(api, target, version, desired, opts, lease, emit);
     const rollout = opts.rollout ?? {};
     if (rollout.wait ?? true) {
-      const final = await waitForRollout(() => readKcp(api, target, version), (kcp) => rolloutState(kcp, version, write.generation), write.generation, {
+      // What rolls out may no longer be what we wrote: another writer (GitOps, a platform controller, the
+      // topology controller) can put the KCP back while machines roll, and machines made from then on lack
+      // the CA. Checked on every poll (a revert stops the wait at once) and on a read after it.
+      const refuseReverted = (kcp: KcpObject, when: string) => {
+        const reverted = verifyEntries(kcp, desired, write.previous, opts.owner);
+        if (!reverted) return;
+        throw kcpError("ENTRIES_REVERTED", `${what}: ${when} of generation ${write.generation} our entries are no longer what was written (${reverted}); ` +
+          `${describeOwners(kcp, revertedField(reverted, ["f:spec", "f:kubeadmConfigSpec"], opts.owner))}. New control-plane machines will not trust the registry. ` +
+          "Stop that writer from reverting the entries (a Cluster with spec.topology: use the ClusterClass variable route, docs/cluster-api.md), then run again.");
+      };
+      const poll = async () => {
+        const kcp = await readKcp(api, target, version);
+        refuseReverted(kcp, "during the rollout");
+        return kcp;
+      };
+      await waitForRollout(poll, (kcp) => rolloutState(kcp, version, write.generation), write.generation, {
         timeoutMs: rollout.timeoutMs ?? 1_800_000,
         pollMs: rollout.pollMs ?? 2_000,
         what,
@@ -144,14 +178,8 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
         onProgress: (s) => emit("rollout", s),
       });
       emit("rollout-done", `${what} rolled out generation ${write.generation}`);
-      // What rolled out may no longer be what we wrote: another writer (GitOps, a platform controller, the
-      // topology controller) can put the KCP back while machines roll. Machines made from then on lack the CA.
-      const reverted = verifyEntries(final, desired, write.previous, opts.owner);
-      if (reverted) {
-        throw kcpError("ENTRIES_REVERTED", `${what}: after the rollout of generation ${write.generation} our entries are no longer what was written (${reverted}); ` +
-          `${describeOwners(final, revertedField(reverted, ["f:spec", "f:kubeadmConfigSpec"], opts.owner))}. New control-plane machines will not trust the registry. ` +
-          "Stop that writer from reverting the entries (a Cluster with spec.topology: use the ClusterClass variable route, docs/cluster-api.md), then run again.");
-      }
+      const final = await readKcp(api, target, version);
+      refuseReverted(final, "after the rollout");
       // Only now no machine can still be bootstrapping from an older Secret; every owner's current Secret stays.
       await pruneSecrets(api, target, [...allOwnerships(final).values()].map((o) => o.secret).filter((s): s is string => !!s));
     }

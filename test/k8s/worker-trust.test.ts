@@ -225,8 +225,8 @@ test("RBAC: missing verbs give a FORBIDDEN naming the user, what was attempted a
   ]);
   const limited = clientNodeWorkerApi(k8s, userKubeConfig(mgmt.api, "md-rbac"));
   const needs = "Grant the identity in the kubeconfig get/list/update on machinedeployments.cluster.x-k8s.io, list on machinesets and machines.cluster.x-k8s.io, " +
-    "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io " +
-    "and get/list/create/delete on secrets in that namespace.";
+    "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io, " +
+    "get/list/create/delete on secrets and get on configmaps in that namespace.";
   const update = await refusal(writeWorkerTrust(limited, target, { endpoints, bundlePem: bundleA }, options("r/rbac-1")), "FORBIDDEN");
   expect(update.message).toMatch(new RegExp(`^forbidden while trying to update MachineDeployment default/${name}: .*User "md-rbac" cannot update resource "machinedeployments"`));
   expect(update.message).toContain(needs);
