@@ -159,7 +159,6 @@ describe("the worker sequencer", () => {
     // A rotation, waited for through the real rollout; pruning comes after it.
     const second = await writeWorkerTrust(api, target, { endpoints: regA, bundlePem: bundleB }, options("proj/c/run-2", "proj/c"));
     expect(second.template).not.toBe(first.template);
-    expect(second.pruned.length).toBeGreaterThan(0);
     expect(second.pruned).not.toContain(first.template);
     expect(await api.getTemplate({ namespace: NAMESPACE, name: first.template }, "v1beta2")).toBeDefined();
   });
