@@ -10,7 +10,7 @@ import { ensureSecret } from "../kcp/secret";
 import { Phase, revertedField, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
 import { bootstrapTemplateOf, machineDeploymentRolloutState } from "./rollout";
-import { BASE_ANNOTATION, configRefName, isOurs, labelSelector, planTemplate, repointed, templateLabels } from "./template";
+import { BASE_ANNOTATION, configRefName, disambiguated, isOurs, labelSelector, ownershipRecords, planTemplate, repointed, templateLabels } from "./template";
 
 /*
  * Puts our trust entries into the bootstrap template of one MachineDeployment, so that every machine it
@@ -126,12 +126,17 @@ async function readTemplate(api: WorkerApi, ref: ObjectRef, version: CapiVersion
   }
 }
 
-/** Creates the template unless it exists; an existing one must have the content its name stands for. */
-async function ensureTemplate(api: WorkerApi, body: KubeObject, version: CapiVersion): Promise<boolean> {
+/**
+ * Creates the template unless it exists; an existing one must have the content its name stands for. One
+ * with that content but other owners recorded (another stack made the very same template) is "taken": the
+ * caller picks another name, or our ownership would go unrecorded.
+ */
+async function ensureTemplate(api: WorkerApi, body: KubeObject, version: CapiVersion): Promise<boolean | "taken"> {
   const ref = { namespace: body.metadata.namespace ?? "", name: body.metadata.name ?? "" };
   const what = `KubeadmConfigTemplate ${ref.namespace}/${ref.name}`;
   const same = (t: KubeObject) => canonicalJson(t.spec) === canonicalJson(body.spec);
   const existing = await readTemplate(api, ref, version);
+  if (existing && same(existing) && canonicalJson(ownershipRecords(existing)) !== canonicalJson(ownershipRecords(body))) return "taken";
   if (!existing) {
     try {
       await api.createTemplate(body, version);
@@ -285,10 +290,15 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
       }
       const baseName = isOurs(current, target.name) ? current.metadata.annotations?.[BASE_ANNOTATION] : undefined;
       const base = baseName ? await readTemplate(api, { namespace: target.namespace, name: baseName }, version) : undefined;
-      const plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt, owner: opts.owner });
-      if (plan.create && (await ensureTemplate(api, plan.create, version))) {
-        emit("template-created", `KubeadmConfigTemplate ${target.namespace}/${plan.name} created from ${currentName}`);
+      let plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt, owner: opts.owner });
+      let created = plan.create ? await ensureTemplate(api, plan.create, version) : false;
+      if (created === "taken" && plan.create) {
+        const create = disambiguated(plan.create, plan.base, target.name);
+        plan = { ...plan, name: create.metadata.name ?? "", create };
+        created = await ensureTemplate(api, create, version);
+        if (created === "taken") throw kcpError("TEMPLATE_CONFLICT", `KubeadmConfigTemplate ${target.namespace}/${plan.name} exists with other owners recorded than registry-trust derives for this name: delete it if it was made by hand`);
       }
+      if (created) emit("template-created", `KubeadmConfigTemplate ${target.namespace}/${plan.name} created from ${currentName}`);
       const update = repointed(md, plan.name);
       let generation = md.metadata.generation ?? 0;
       if (update) {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { kcpError } from "../kcp/errors";
-import { canonicalJson, Desired, MANAGED_BY, MANAGED_BY_LABEL, nameLabelValue, planMerge } from "../kcp/plan";
+import { allOwnerships, canonicalJson, Desired, MANAGED_BY, MANAGED_BY_LABEL, nameLabelValue, planMerge } from "../kcp/plan";
 import { CapiVersion, KubeObject, TEMPLATE_GROUP, TEMPLATE_KIND } from "./api";
 
 /*
@@ -67,6 +67,21 @@ export function templateName(base: string, mdName: string, spec: unknown): strin
   const hash = createHash("sha256").update(canonicalJson({ machineDeployment: mdName, spec })).digest("hex").slice(0, 12);
   const suffix = `-rt-${hash}`;
   return `${base.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
+}
+
+/** The ownership annotations of a template (every owner's), compared when a template of the same name exists. */
+export function ownershipRecords(t: KubeObject): Record<string, string> {
+  const annotations = t.metadata.annotations ?? {};
+  return Object.fromEntries([...allOwnerships(t).keys()].sort().map((k) => [k, annotations[k]]));
+}
+
+/**
+ * The name for `create` when a template of its name exists with the same spec but other owners recorded
+ * (another stack made the very same content): the owners go into the hash, so each keeps its own record.
+ */
+export function disambiguated(create: KubeObject, base: string, mdName: string): KubeObject {
+  const name = templateName(base, mdName, { spec: create.spec, owners: ownershipRecords(create) });
+  return { ...create, metadata: { ...create.metadata, name } };
 }
 
 export interface TemplatePlan {
