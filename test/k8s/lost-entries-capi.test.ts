@@ -24,7 +24,7 @@ import { SerializedProvider, loadSerializedProvider } from "./serialized-provide
 jest.setTimeout(300_000);
 
 const pki = new TestPki();
-const [bundleA, bundleB] = caBundles(pki, 2);
+const [bundleA, bundleB, bundleC] = caBundles(pki, 3);
 const names = managedClusterNames("lost");
 const regA = [{ host: "registry-a.test", port: 5000, mirrorOf: [] as string[] }];
 const regB = [{ host: "registry-b.test", port: 5443, mirrorOf: [] as string[] }];
@@ -145,7 +145,8 @@ describe("the worker sequencer", () => {
 
   test("a template a MachineSet still creates machines from is not pruned after the rollout (a rollback kept at 0 replicas)", async () => {
     const api = workerApi(env);
-    const first = await writeWorkerTrust(api, target, { endpoints: regA, bundlePem: bundleA }, options("proj/c/run-1", "proj/c", noWait));
+    // Stack A (which owns registry-a's entries here) rotates twice; the first rotation's template is the one kept.
+    const first = await writeWorkerTrust(api, target, { endpoints: regA, bundlePem: bundleA }, options("proj/a/run-3", "proj/a", noWait));
     // A MachineSet made from that template, outside the MachineDeployment's selector: the MachineSet
     // controller reconciles it, and creates its machines from that template once scaled up.
     const sets = (await custom.listNamespacedCustomObject({ group: MD_GROUP, version: "v1beta2", namespace: NAMESPACE, plural: "machinesets", labelSelector: `cluster.x-k8s.io/deployment-name=${names.machineDeployment}` })) as { items: KubeObject[] };
@@ -157,7 +158,7 @@ describe("the worker sequencer", () => {
       spec: { clusterName: names.cluster, replicas: 0, selector: { matchLabels: { "registry-trust.test/rollback": "kept" } }, template },
     } });
     // A rotation, waited for through the real rollout; pruning comes after it.
-    const second = await writeWorkerTrust(api, target, { endpoints: regA, bundlePem: bundleB }, options("proj/c/run-2", "proj/c"));
+    const second = await writeWorkerTrust(api, target, { endpoints: regA, bundlePem: bundleB }, options("proj/a/run-4", "proj/a"));
     expect(second.template).not.toBe(first.template);
     expect(second.pruned).not.toContain(first.template);
     expect(await api.getTemplate({ namespace: NAMESPACE, name: first.template }, "v1beta2")).toBeDefined();
@@ -169,7 +170,7 @@ describe("the worker sequencer", () => {
     let armed = false;
     let repointed = false;
     const events: WorkerEvent[] = [];
-    const opts = options("proj/a/run-2", "proj/a", { onEvent: (e) => {
+    const opts = options("proj/a/run-5", "proj/a", { onEvent: (e) => {
       events.push(e);
       if (e.phase === "verified") armed = true;
     } });
@@ -183,7 +184,8 @@ describe("the worker sequencer", () => {
         return api.getMachineDeployment(...args);
       },
     };
-    const err = await refusal(writeWorkerTrust(gitopsApi, target, { endpoints: regA, bundlePem: bundleB }, opts), "ENTRIES_REVERTED");
+    // A bundle none of the earlier cases wrote: a new template, so the MachineDeployment really is repointed.
+    const err = await refusal(writeWorkerTrust(gitopsApi, target, { endpoints: regA, bundlePem: bundleC }, opts), "ENTRIES_REVERTED");
     expect(repointed).toBe(true);
     expect(err.message).toContain(`it names KubeadmConfigTemplate ${before}`);
     expect(err.message).toMatch(/spec\.template\.spec\.bootstrap\.configRef is now owned by field manager "platform-gitops" \(Update at /);
