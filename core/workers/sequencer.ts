@@ -232,7 +232,7 @@ function refuseRepointed(md: KubeObject, template: string, generation: number, w
   const named = configRefName(md);
   if (named === template) return md;
   throw kcpError("ENTRIES_REVERTED", `MachineDeployment ${md.metadata.namespace}/${md.metadata.name}: ${when} of generation ${generation} it names KubeadmConfigTemplate ${named}, ` +
-    `not ${template} which carries our entries; ${describeOwners(md, ["f:spec", "f:template", "f:spec", "f:bootstrap", "f:configRef"])}. ${REVERT_ADVICE}`);
+    `not ${template} which carries our entries; ${describeOwners(md, ["f:spec", "f:template", "f:spec", "f:bootstrap", "f:configRef", "f:name"])}. ${REVERT_ADVICE}`);
 }
 
 async function verifyAfterRollout(api: WorkerApi, target: WorkerTarget, version: CapiVersion, md: KubeObject, template: string, generation: number, desired: Desired, owner?: string): Promise<void> {

@@ -188,7 +188,8 @@ describe("the worker sequencer", () => {
     const err = await refusal(writeWorkerTrust(gitopsApi, target, { endpoints: regA, bundlePem: bundleC }, opts), "ENTRIES_REVERTED");
     expect(repointed).toBe(true);
     expect(err.message).toContain(`it names KubeadmConfigTemplate ${before}`);
-    expect(err.message).toMatch(/spec\.template\.spec\.bootstrap\.configRef is now owned by field manager "platform-gitops" \(Update at /);
+    // Only the manager that set the name: the rest of configRef (apiGroup, kind) is still the creator's.
+    expect(err.message).toMatch(/spec\.template\.spec\.bootstrap\.configRef\.name is now owned by field manager "platform-gitops" \(Update at [^)]*\) \(metadata\.managedFields\)/);
     expect(events[events.length - 1].phase).toBe("released");
   });
 });
