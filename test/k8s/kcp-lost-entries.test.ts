@@ -37,7 +37,9 @@ afterAll(async () => {
 
 async function kcpWithController(name: string): Promise<void> {
   await createKcp(env, "v1beta2", name);
-  const s = startSim(env, name, "v1beta2", { observeDelayMs: 50, rolloutDelayMs: 600 });
+  // A calmer heartbeat than kcp-sequencer's stress cases: these claims are not about 409s, and a loaded
+  // machine must not turn every write into a conflict until the deadline.
+  const s = startSim(env, name, "v1beta2", { observeDelayMs: 50, rolloutDelayMs: 600, heartbeatMinMs: 150, heartbeatMaxMs: 400 });
   sims.push(s);
 }
 
@@ -66,9 +68,17 @@ test("a revert during the rollout is an error naming the field manager that owns
     async getKcp(...args) {
       if (armed && !reverted) {
         reverted = true;
-        const live = (await custom.getNamespacedCustomObject(ref)) as KcpObject;
-        const spec = live.spec!.kubeadmConfigSpec!;
-        await custom.replaceNamespacedCustomObject({ ...ref, fieldManager: "platform-gitops", body: { ...live, spec: { ...live.spec, kubeadmConfigSpec: { ...spec, files: OTHERS_FILES } } } });
+        // Read-modify-write with its own retry on 409, as a sync loop does (the controller writes meanwhile).
+        for (let attempt = 0; ; attempt++) {
+          const live = (await custom.getNamespacedCustomObject(ref)) as KcpObject;
+          const spec = live.spec!.kubeadmConfigSpec!;
+          try {
+            await custom.replaceNamespacedCustomObject({ ...ref, fieldManager: "platform-gitops", body: { ...live, spec: { ...live.spec, kubeadmConfigSpec: { ...spec, files: OTHERS_FILES } } } });
+            break;
+          } catch (e) {
+            if ((e as { code?: number }).code !== 409 || attempt >= 50) throw e;
+          }
+        }
       }
       return api.getKcp(...args);
     },
