@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ObjectRef, RegistryEndpoint } from "../core/config/model";
 import { refuseInvalidBundle } from "../core/kcp/apply";
 import { bundleHash } from "../core/x509/bundle";
+import { parsePemCertificates } from "../core/x509/pem";
 
 /*
  * What ControlPlaneTrust and WorkerTrust share: the checks made in the program before their dynamic
@@ -43,6 +44,11 @@ export function checkedTrustInputs(owner: pulumi.Resource, field: string, label:
     return pem;
   });
   const hash = bundlePem.apply(bundleHash);
+  // Orders two bundles of this stack for the Lease fence (core/kcp/fence.ts): a rotation adds a newer CA.
+  const issuedAt = bundlePem.apply((pem) => {
+    const times = parsePemCertificates(pem, "trust bundle").certs.map((c) => c.notBefore.getTime());
+    return times.length > 0 ? new Date(Math.max(...times)).toISOString() : undefined;
+  });
   return {
     bundleHash: hash,
     inputs: {
@@ -53,6 +59,7 @@ export function checkedTrustInputs(owner: pulumi.Resource, field: string, label:
       endpoints: args.endpoints.map((e) => ({ host: e.host, port: e.port, mirrorOf: [...e.mirrorOf] })),
       bundlePem,
       bundleHash: hash,
+      issuedAt,
       holder: `${pulumi.getProject()}/${pulumi.getStack()}`,
     },
   };

@@ -6,6 +6,11 @@ import { canonicalJson } from "../core/kcp/plan";
 export interface TrustProviderSpec<I extends { readonly namespace: string; readonly name: string }, O extends I> {
   /** Writes our entries (and waits as configured); returns the outputs. */
   readonly apply: (inputs: I) => Promise<O>;
+  /**
+   * Reads what is live, without writing: the outputs as the object has them now and how our entries differ
+   * from what `inputs` plan (undefined when exactly as planned).
+   */
+  readonly inspect: (inputs: I) => Promise<{ readonly live: Partial<O>; readonly drift?: string }>;
   /** Removes our entries, from the stored inputs. */
   readonly remove: (inputs: I) => Promise<unknown>;
   /** Inputs whose change needs a write; the kubeconfig is never one (credentials rotate). */
@@ -16,11 +21,17 @@ export interface TrustProviderSpec<I extends { readonly namespace: string; reado
   readonly gone: KcpErrorCode;
 }
 
+/** Outputs every Cluster API trust resource has besides its inputs. */
+export interface DriftOutput {
+  /** How our entries on the live object differ from what the inputs plan, as `read` found it; "" when they do not. */
+  readonly drift?: string;
+}
+
 /**
  * The dynamic provider shared by the Cluster API trust resources. It is serialized into the state with
  * everything `spec` captures, so `spec` must follow the rules in control-plane-trust-provider.ts.
  */
-export function trustProvider<I extends { readonly namespace: string; readonly name: string }, O extends I>(
+export function trustProvider<I extends { readonly namespace: string; readonly name: string }, O extends I & DriftOutput>(
   spec: TrustProviderSpec<I, O>,
 ): pulumi.dynamic.ResourceProvider<I, O> {
   return {
@@ -30,13 +41,30 @@ export function trustProvider<I extends { readonly namespace: string; readonly n
       const changed = differs(spec.writeInputs);
       // Delete first: the old and new target may be the same object under another context name, and a
       // delete after the create would remove what the create just wrote.
-      return { changes: replaces.length + changed.length > 0, replaces, deleteBeforeReplace: true };
+      const result = { replaces, deleteBeforeReplace: true };
+      if (replaces.length + changed.length > 0) return { changes: true, ...result };
+      // Same inputs: an update is still needed when our entries were changed on the live object since (a
+      // refresh recorded it in `drift`, or it is read now). A cluster that cannot be read now is left to the
+      // update itself and to the rotation preflight, which reports it.
+      if ((olds as DriftOutput).drift) return { changes: true, ...result };
+      const live = await spec.inspect(news).catch(() => undefined);
+      return { changes: live?.drift !== undefined, ...result };
+    },
+    async read(id, props) {
+      try {
+        const { live, drift } = await spec.inspect(props as unknown as I);
+        return { id, props: { ...(props as O), ...live, drift: drift ?? "" } };
+      } catch (e) {
+        // The object is gone, and our entries with it: the resource no longer exists.
+        if (isKcpError(e, spec.gone)) return {};
+        throw e;
+      }
     },
     async create(inputs) {
-      return { id: `${inputs.namespace}/${inputs.name}`, outs: await spec.apply(inputs) };
+      return { id: `${inputs.namespace}/${inputs.name}`, outs: { ...(await spec.apply(inputs)), drift: "" } };
     },
     async update(_id, _olds, news) {
-      return { outs: await spec.apply(news) };
+      return { outs: { ...(await spec.apply(news)), drift: "" } };
     },
     async delete(_id, props) {
       try {

@@ -2,8 +2,9 @@ import type * as K8s from "@kubernetes/client-node";
 import { OsFamily } from "../core/config/model";
 import { clientNodeKcpApi, KcpVersion, loadKubeConfig } from "../core/kcp/api";
 import { runOptions } from "../core/kcp/run-options";
-import { removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
-import { trustProvider } from "./cluster-trust-provider";
+import { inspectControlPlaneTrust, removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
+import { RECORD_KEY, recordName } from "../core/rotation/record";
+import { DriftOutput, trustProvider } from "./cluster-trust-provider";
 
 /*
  * The dynamic provider running the KCP sequencer. Pulumi serializes this object into the state and runs
@@ -28,7 +29,9 @@ export interface ControlPlaneTrustInputs {
   readonly endpoints: { host: string; port: number; mirrorOf: string[] }[];
   readonly bundlePem: string;
   readonly bundleHash: string;
-  /** Lease holder prefix: the stack; each provider call adds a run id. */
+  /** notBefore of the bundle's newest certificate: orders bundles for the Lease fence (core/kcp/fence.ts). */
+  readonly issuedAt?: string;
+  /** Lease holder prefix and owner of our entries: the stack; each provider call adds a run id. */
   readonly holder: string;
   readonly adopt?: boolean;
   readonly inlineMaxChars?: number;
@@ -40,7 +43,7 @@ export interface ControlPlaneTrustInputs {
   readonly conflictDeadlineSeconds?: number;
 }
 
-export interface ControlPlaneTrustOutputs extends ControlPlaneTrustInputs {
+export interface ControlPlaneTrustOutputs extends ControlPlaneTrustInputs, DriftOutput {
   /** KCP metadata.generation that carried our entries and was rolled out. */
   readonly generation: number;
   /** API version the KCP was written in. */
@@ -55,15 +58,32 @@ const WRITE_INPUTS = ["endpoints", "bundleHash", "adopt", "inlineMaxChars", "osT
 /** Inputs naming the target: a change means removing from the old KCP and writing to the new one. */
 const TARGET_INPUTS = ["namespace", "name", "context"] as const;
 
-async function run(action: "apply" | "remove", inputs: ControlPlaneTrustInputs): Promise<SequencerResult> {
+function clientOf(inputs: ControlPlaneTrustInputs) {
   const k8s = require("@kubernetes/client-node") as typeof K8s;
+  return {
+    api: clientNodeKcpApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context)),
+    target: { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion },
+    trust: { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, inlineMaxChars: inputs.inlineMaxChars, osTrustStore: inputs.osTrustStore, issuedAt: inputs.issuedAt },
+  };
+}
+
+async function run(action: "apply" | "remove", inputs: ControlPlaneTrustInputs): Promise<SequencerResult> {
   const { randomUUID } = require("node:crypto") as typeof import("node:crypto");
-  const api = clientNodeKcpApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
-  const target = { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion };
-  const options: SequencerOptions = { ...runOptions(inputs, randomUUID()), rolloutAfter: inputs.rolloutAfter };
+  const { api, target, trust } = clientOf(inputs);
+  const options: SequencerOptions = {
+    ...runOptions(inputs, randomUUID()),
+    rolloutAfter: inputs.rolloutAfter,
+    // The stack's rotation record in the KCP's namespace (components/rotation-record.ts writes it).
+    record: { namespace: inputs.namespace, name: recordName(inputs.holder), key: RECORD_KEY },
+  };
   if (action === "remove") return removeControlPlaneTrust(api, target, options);
-  const trust = { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, inlineMaxChars: inputs.inlineMaxChars, osTrustStore: inputs.osTrustStore };
   return writeControlPlaneTrust(api, target, trust, options);
+}
+
+async function inspect(inputs: ControlPlaneTrustInputs) {
+  const { api, target, trust } = clientOf(inputs);
+  const r = await inspectControlPlaneTrust(api, target, trust, inputs.holder);
+  return { live: { servedVersion: r.version, ownedPaths: r.ownership.paths, ...(r.ownership.secret ? { secretName: r.ownership.secret } : {}) }, drift: r.drift };
 }
 
 async function applied(inputs: ControlPlaneTrustInputs): Promise<ControlPlaneTrustOutputs> {
@@ -73,6 +93,7 @@ async function applied(inputs: ControlPlaneTrustInputs): Promise<ControlPlaneTru
 
 export const controlPlaneTrustProvider = trustProvider<ControlPlaneTrustInputs, ControlPlaneTrustOutputs>({
   apply: applied,
+  inspect,
   remove: (inputs) => run("remove", inputs),
   writeInputs: WRITE_INPUTS,
   targetInputs: TARGET_INPUTS,

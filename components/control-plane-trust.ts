@@ -43,7 +43,7 @@ class ControlPlaneTrustResource extends pulumi.dynamic.Resource {
 
   constructor(name: string, inputs: ResourceInputs, opts: pulumi.CustomResourceOptions) {
     const outputs: Partial<Record<Exclude<keyof ControlPlaneTrustOutputs, keyof ControlPlaneTrustInputs>, undefined>> = {
-      generation: undefined, servedVersion: undefined, ownedPaths: undefined, secretName: undefined,
+      generation: undefined, servedVersion: undefined, ownedPaths: undefined, secretName: undefined, drift: undefined,
     };
     super(controlPlaneTrustProvider, name, { ...inputs, ...outputs }, opts, "registry-trust", "ControlPlaneTrust");
   }

@@ -3,8 +3,9 @@ import { OsFamily } from "../core/config/model";
 import { loadKubeConfig } from "../core/kcp/api";
 import { runOptions } from "../core/kcp/run-options";
 import { CapiVersion, clientNodeWorkerApi } from "../core/workers/api";
-import { removeWorkerTrust, WorkerOptions, WorkerResult, writeWorkerTrust } from "../core/workers/sequencer";
-import { trustProvider } from "./cluster-trust-provider";
+import { inspectWorkerTrust, removeWorkerTrust, WorkerOptions, WorkerResult, writeWorkerTrust } from "../core/workers/sequencer";
+import { RECORD_KEY, recordName } from "../core/rotation/record";
+import { DriftOutput, trustProvider } from "./cluster-trust-provider";
 
 /*
  * The dynamic provider running the worker sequencer, under the same serialization constraints as
@@ -24,7 +25,9 @@ export interface WorkerTrustInputs {
   readonly endpoints: { host: string; port: number; mirrorOf: string[] }[];
   readonly bundlePem: string;
   readonly bundleHash: string;
-  /** Lease holder prefix: the stack; each provider call adds a run id. */
+  /** notBefore of the bundle's newest certificate: orders bundles for the Lease fence (core/kcp/fence.ts). */
+  readonly issuedAt?: string;
+  /** Lease holder prefix and owner of our entries: the stack; each provider call adds a run id. */
   readonly holder: string;
   readonly adopt?: boolean;
   readonly osTrustStore?: OsFamily;
@@ -34,7 +37,7 @@ export interface WorkerTrustInputs {
   readonly conflictDeadlineSeconds?: number;
 }
 
-export interface WorkerTrustOutputs extends WorkerTrustInputs {
+export interface WorkerTrustOutputs extends WorkerTrustInputs, DriftOutput {
   /** The KubeadmConfigTemplate the MachineDeployment names, carrying our entries. */
   readonly template: string;
   /** MachineDeployment metadata.generation naming it. */
@@ -50,14 +53,28 @@ const WRITE_INPUTS = ["endpoints", "bundleHash", "adopt", "osTrustStore", "apiVe
 /** Inputs naming the target: a change means removing from the old MachineDeployment and writing to the new one. */
 const TARGET_INPUTS = ["namespace", "name", "context"] as const;
 
-async function run(action: "apply" | "remove", inputs: WorkerTrustInputs): Promise<WorkerResult> {
+function clientOf(inputs: WorkerTrustInputs) {
   const k8s = require("@kubernetes/client-node") as typeof K8s;
+  return {
+    api: clientNodeWorkerApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context)),
+    target: { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion },
+    trust: { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, osTrustStore: inputs.osTrustStore, issuedAt: inputs.issuedAt },
+  };
+}
+
+async function run(action: "apply" | "remove", inputs: WorkerTrustInputs): Promise<WorkerResult> {
   const { randomUUID } = require("node:crypto") as typeof import("node:crypto");
-  const api = clientNodeWorkerApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
-  const target = { namespace: inputs.namespace, name: inputs.name, apiVersion: inputs.apiVersion };
-  const options: WorkerOptions = runOptions(inputs, randomUUID());
+  const { api, target, trust } = clientOf(inputs);
+  // The stack's rotation record in the MachineDeployment's namespace (components/rotation-record.ts writes it).
+  const options: WorkerOptions = { ...runOptions(inputs, randomUUID()), record: { namespace: inputs.namespace, name: recordName(inputs.holder), key: RECORD_KEY } };
   if (action === "remove") return removeWorkerTrust(api, target, options);
-  return writeWorkerTrust(api, target, { endpoints: inputs.endpoints, bundlePem: inputs.bundlePem, osTrustStore: inputs.osTrustStore }, options);
+  return writeWorkerTrust(api, target, trust, options);
+}
+
+async function inspect(inputs: WorkerTrustInputs) {
+  const { api, target, trust } = clientOf(inputs);
+  const r = await inspectWorkerTrust(api, target, trust, inputs.holder);
+  return { live: { template: r.template, servedVersion: r.version, ownedPaths: r.ownership.paths, ...(r.ownership.secret ? { secretName: r.ownership.secret } : {}) }, drift: r.drift };
 }
 
 async function applied(inputs: WorkerTrustInputs): Promise<WorkerTrustOutputs> {
@@ -67,6 +84,7 @@ async function applied(inputs: WorkerTrustInputs): Promise<WorkerTrustOutputs> {
 
 export const workerTrustProvider = trustProvider<WorkerTrustInputs, WorkerTrustOutputs>({
   apply: applied,
+  inspect,
   remove: (inputs) => run("remove", inputs),
   writeInputs: WRITE_INPUTS,
   targetInputs: TARGET_INPUTS,

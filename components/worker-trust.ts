@@ -39,7 +39,7 @@ class WorkerTrustResource extends pulumi.dynamic.Resource {
 
   constructor(name: string, inputs: ResourceInputs, opts: pulumi.CustomResourceOptions) {
     const outputs: Record<Exclude<keyof WorkerTrustOutputs, keyof WorkerTrustInputs>, undefined> = {
-      template: undefined, generation: undefined, servedVersion: undefined, ownedPaths: undefined, secretName: undefined,
+      template: undefined, generation: undefined, servedVersion: undefined, ownedPaths: undefined, secretName: undefined, drift: undefined,
     };
     super(workerTrustProvider, name, { ...inputs, ...outputs }, opts, "registry-trust", "WorkerTrust");
   }

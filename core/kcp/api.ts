@@ -12,6 +12,8 @@ import { httpStatus, kcpError } from "./errors";
 export const KCP_GROUP = "controlplane.cluster.x-k8s.io";
 export const KCP_PLURAL = "kubeadmcontrolplanes";
 export const KCP_VERSIONS = ["v1beta1", "v1beta2"] as const;
+/** Our field manager on every write, so that managedFields tell our writes from everyone else's. */
+export const FIELD_MANAGER = "registry-trust";
 export type KcpVersion = (typeof KCP_VERSIONS)[number];
 
 export interface ObjectRef {
@@ -75,6 +77,8 @@ export interface KcpApi {
   createSecret(body: SecretObject): Promise<void>;
   listSecrets(namespace: string, labelSelector: string): Promise<SecretObject[]>;
   deleteSecret(ref: ObjectRef): Promise<void>;
+  /** undefined when it does not exist (the rotation record, core/rotation/record.ts). */
+  getConfigMap(ref: ObjectRef): Promise<{ data?: Record<string, string> } | undefined>;
 }
 
 type ClientNode = typeof K8s;
@@ -131,22 +135,22 @@ export function clientNodeKcpApi(k8s: ClientNode, kubeConfig: K8s.KubeConfig): K
       return (await custom.getNamespacedCustomObject(kcp(ref, version))) as KcpObject;
     },
     async replaceKcp(ref, version, body) {
-      return (await custom.replaceNamespacedCustomObject({ ...kcp(ref, version), body })) as KcpObject;
+      return (await custom.replaceNamespacedCustomObject({ ...kcp(ref, version), body, fieldManager: FIELD_MANAGER })) as KcpObject;
     },
     getLease: (ref) => orUndefined(custom.getNamespacedCustomObject(lease(ref)) as Promise<LeaseObject>),
     async createLease(body) {
       const { name: _, ...ref } = leaseRef(body);
-      return (await custom.createNamespacedCustomObject({ ...ref, body })) as LeaseObject;
+      return (await custom.createNamespacedCustomObject({ ...ref, body, fieldManager: FIELD_MANAGER })) as LeaseObject;
     },
     async replaceLease(body) {
-      return (await custom.replaceNamespacedCustomObject({ ...leaseRef(body), body })) as LeaseObject;
+      return (await custom.replaceNamespacedCustomObject({ ...leaseRef(body), body, fieldManager: FIELD_MANAGER })) as LeaseObject;
     },
     async deleteLease(ref, resourceVersion) {
       await custom.deleteNamespacedCustomObject({ ...lease(ref), body: { preconditions: { resourceVersion } } });
     },
     getSecret: (ref) => orUndefined(core.readNamespacedSecret(ref) as Promise<SecretObject>),
     async createSecret(body) {
-      await core.createNamespacedSecret({ namespace: body.metadata.namespace ?? "", body: body as K8s.V1Secret });
+      await core.createNamespacedSecret({ namespace: body.metadata.namespace ?? "", body: body as K8s.V1Secret, fieldManager: FIELD_MANAGER });
     },
     async listSecrets(namespace, labelSelector) {
       return (await core.listNamespacedSecret({ namespace, labelSelector })).items as SecretObject[];
@@ -154,6 +158,7 @@ export function clientNodeKcpApi(k8s: ClientNode, kubeConfig: K8s.KubeConfig): K
     async deleteSecret(ref) {
       await orUndefined(core.deleteNamespacedSecret(ref));
     },
+    getConfigMap: (ref) => orUndefined(core.readNamespacedConfigMap(ref)),
   };
 }
 

@@ -19,6 +19,8 @@ export const KCP_ERROR_CODES = [
   "TEMPLATE_NOT_FOUND",
   "UNSUPPORTED_BOOTSTRAP",
   "TEMPLATE_CONFLICT",
+  "ENTRIES_REVERTED",
+  "STALE_RUN",
 ] as const;
 export type KcpErrorCode = (typeof KCP_ERROR_CODES)[number];
 
@@ -58,7 +60,7 @@ export function apiMessage(e: unknown): string {
 
 /** The permissions the KCP sequencer needs, named in its FORBIDDEN errors. */
 export const KCP_GRANTS = "get/update on kubeadmcontrolplanes.controlplane.cluster.x-k8s.io, " +
-  "get/create/update/delete on leases.coordination.k8s.io and get/list/create/delete on secrets";
+  "get/create/update/delete on leases.coordination.k8s.io, get/list/create/delete on secrets and get on configmaps";
 
 /**
  * Turns an RBAC refusal into a clear error naming what was attempted and the permissions to grant (in

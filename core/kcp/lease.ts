@@ -57,6 +57,49 @@ function describeHolder(l: LeaseObject): string {
   return `"${s.holderIdentity}" (since ${s.acquireTime ?? "unknown"}, last renewed ${s.renewTime ?? "never"}, lease ${s.leaseDurationSeconds ?? "?"} s)`;
 }
 
+/**
+ * The skew-safe expiry rule, shared with the rotation preflight: a Lease is judged by when *we* first saw
+ * its current record (holder, renewTime, resourceVersion), never by its renewTime against our clock.
+ */
+export interface LeaseSighting {
+  readonly key: string;
+  /** Epoch ms, our clock, when this record was first seen. */
+  readonly at: number;
+}
+
+/** The sighting after reading `current`: unchanged record, same sighting; otherwise a new one from now. */
+export function sighting(seen: LeaseSighting | undefined, current: LeaseObject, now = Date.now()): LeaseSighting {
+  const s = current.spec;
+  const key = `${s.holderIdentity}|${s.renewTime}|${current.metadata.resourceVersion}`;
+  return seen?.key === key ? seen : { key, at: now };
+}
+
+/** Whether the record seen has gone unrenewed for its duration (`fallbackSeconds` when it names none). */
+export function unrenewedFor(seen: LeaseSighting, current: LeaseObject, fallbackSeconds: number, now = Date.now()): boolean {
+  return now - seen.at >= (current.spec.leaseDurationSeconds ?? fallbackSeconds) * 1000;
+}
+
+export type LeaseLiveness = "free" | "live" | "expired";
+
+/**
+ * Watches a Lease with the same rule as acquireLease, without taking it: "free" once it is gone or has no
+ * holder, "live" as soon as its holder renews it while we watch, "expired" once it has gone unrenewed for
+ * its duration as seen by us (a run that died). A live holder renews every third of its duration, so a
+ * live answer comes within that; an expired one takes the whole duration, as a takeover would.
+ */
+export async function leaseLiveness(read: () => Promise<LeaseObject | undefined>, opts: { readonly retryMs?: number } = {}): Promise<{ readonly liveness: LeaseLiveness; readonly lease?: LeaseObject }> {
+  let seen: LeaseSighting | undefined;
+  for (;;) {
+    const current = await read();
+    if (!current || !current.spec.holderIdentity) return { liveness: "free", lease: current };
+    const next = sighting(seen, current);
+    if (seen && next !== seen) return { liveness: "live", lease: current };
+    seen = next;
+    if (unrenewedFor(seen, current, 30)) return { liveness: "expired", lease: current };
+    await sleep(opts.retryMs ?? 1_000);
+  }
+}
+
 export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: LeaseOptions, kind: LeaseTargetKind = "KubeadmControlPlane"): Promise<HeldLease> {
   const ref = leaseRef(target, kind);
   const duration = opts.durationSeconds ?? 30;
@@ -72,7 +115,7 @@ export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: Lease
     };
   };
 
-  let seen: { key: string; at: number } | undefined;
+  let seen: LeaseSighting | undefined;
   let lease: LeaseObject | undefined;
   while (!lease) {
     const current = await api.getLease(ref);
@@ -82,11 +125,9 @@ export async function acquireLease(api: LeaseApi, target: ObjectRef, opts: Lease
         break;
       }
       const s = current.spec;
-      const key = `${s.holderIdentity}|${s.renewTime}|${current.metadata.resourceVersion}`;
-      if (seen?.key !== key) seen = { key, at: Date.now() };
+      seen = sighting(seen, current);
       const free = !s.holderIdentity || s.holderIdentity === opts.holder;
-      const expired = Date.now() - seen.at >= (s.leaseDurationSeconds ?? duration) * 1000;
-      if (free || expired) {
+      if (free || unrenewedFor(seen, current, duration)) {
         const transitions = (s.leaseTransitions ?? 0) + (s.holderIdentity === opts.holder ? 0 : 1);
         lease = await api.replaceLease(ours({ metadata: current.metadata }, transitions));
         break;

@@ -8,8 +8,11 @@ import { kcpError } from "./errors";
 /*
  * Pure planning of our entries in a KubeadmControlPlane. `files` is an atomic list shared with other
  * writers (CAPI providers, platform teams), so we merge by path: our entries are replaced or added, every
- * other entry is kept exactly as read. Which paths and commands are ours is recorded on the object itself
- * (OWNERSHIP_ANNOTATION), written in the same update as the entries, so ownership and content never diverge.
+ * other entry is kept exactly as read. Which paths and commands are ours is recorded on the object itself,
+ * written in the same update as the entries, so ownership and content never diverge: one annotation per
+ * owner (a Pulumi stack, ownershipKey), so that two stacks writing one object keep each other's entries.
+ * The unnamed OWNERSHIP_ANNOTATION is what callers without an owner write (and every release before
+ * ownership per stack wrote); a named owner takes over from it only the paths it writes itself.
  */
 
 /** Cluster API's maxLength of files[].content (enforced by the v1.14 CRDs in v1beta1 and v1beta2). */
@@ -31,13 +34,15 @@ export interface FileEntry {
   [field: string]: unknown;
 }
 
-/** What we own on one KCP, as recorded in OWNERSHIP_ANNOTATION. */
+/** What one owner owns on one KCP, as recorded in its annotation (ownershipKey). */
 export interface Ownership {
   readonly paths: string[];
   readonly commands: string[];
   readonly bundleHash: string;
   /** The Secret holding the bundle when it is not inline. */
   readonly secret?: string;
+  /** notBefore of the bundle's newest certificate (RFC 3339): orders bundles for the Lease fence (core/kcp/fence.ts). */
+  readonly issuedAt?: string;
 }
 
 export interface TrustSpec {
@@ -47,6 +52,8 @@ export interface TrustSpec {
   readonly inlineMaxChars?: number;
   /** Also install the bundle into the OS trust store of new control-plane machines (preKubeadmCommands). @default none */
   readonly osTrustStore?: OsFamily;
+  /** notBefore of the bundle's newest certificate, recorded with our entries. @default not recorded (no ordering) */
+  readonly issuedAt?: string;
 }
 
 export interface SecretPlan {
@@ -135,28 +142,64 @@ export function desiredEntries(ownerName: string, spec: TrustSpec, secretKind: "
     files,
     commands,
     secret,
-    ownership: { paths: files.map((f) => f.path), commands, bundleHash: hash, ...(secret ? { secret: secret.name } : {}) },
+    ownership: { paths: files.map((f) => f.path), commands, bundleHash: hash, ...(secret ? { secret: secret.name } : {}), ...(spec.issuedAt ? { issuedAt: spec.issuedAt } : {}) },
   };
 }
 
-/** The ownership recorded on a KCP (or KubeadmConfigTemplate); an empty one when there is none. */
-export function readOwnership(kcp: KcpObject): Ownership {
-  const text = kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION];
+/**
+ * The annotation recording what `owner` (project/stack) owns: OWNERSHIP_ANNOTATION plus a hash of the
+ * owner (annotation names are at most 63 characters); the annotation's value names the owner in full.
+ * Without an owner, OWNERSHIP_ANNOTATION itself.
+ */
+export function ownershipKey(owner?: string): string {
+  return owner ? `${OWNERSHIP_ANNOTATION}.${createHash("sha256").update(owner).digest("hex").slice(0, 12)}` : OWNERSHIP_ANNOTATION;
+}
+
+function parseOwnership(o: KcpObject, key: string): Ownership & { owner?: string } {
+  const text = o.metadata.annotations?.[key];
   if (text === undefined) return NOTHING.ownership;
   try {
-    const o = JSON.parse(text) as Partial<Ownership>;
-    if (Array.isArray(o.paths) && Array.isArray(o.commands) && typeof o.bundleHash === "string") {
-      return { paths: o.paths.map(String), commands: o.commands.map(String), bundleHash: o.bundleHash, ...(o.secret ? { secret: String(o.secret) } : {}) };
+    const v = JSON.parse(text) as Partial<Ownership> & { owner?: unknown };
+    if (Array.isArray(v.paths) && Array.isArray(v.commands) && typeof v.bundleHash === "string") {
+      return {
+        paths: v.paths.map(String), commands: v.commands.map(String), bundleHash: v.bundleHash,
+        ...(v.secret ? { secret: String(v.secret) } : {}), ...(typeof v.issuedAt === "string" ? { issuedAt: v.issuedAt } : {}),
+        ...(typeof v.owner === "string" ? { owner: v.owner } : {}),
+      };
     }
   } catch {
     // Reported below with the annotation's name.
   }
-  throw kcpError("INVALID_OWNERSHIP", `annotation ${OWNERSHIP_ANNOTATION} on ${kindOf(kcp)} ${kcp.metadata.namespace}/${kcp.metadata.name} ` +
+  throw kcpError("INVALID_OWNERSHIP", `annotation ${key} on ${kindOf(o)} ${o.metadata.namespace}/${o.metadata.name} ` +
     "is not what registry-trust writes; it was edited by hand. Restore or remove it (removing it makes our files foreign: then set adopt).");
+}
+
+/**
+ * What `owner` owns on a KCP (or KubeadmConfigTemplate); an empty ownership when nothing. A named owner
+ * with no annotation of its own gets the unnamed one, which is what it wrote before ownership per stack.
+ */
+export function readOwnership(o: KcpObject, owner?: string): Ownership {
+  const { owner: _, ...own } = parseOwnership(o, ownershipKey(owner));
+  if (owner && own.paths.length === 0 && own.commands.length === 0) {
+    const { owner: __, ...legacy } = parseOwnership(o, OWNERSHIP_ANNOTATION);
+    return legacy;
+  }
+  return own;
+}
+
+/** Every owner's ownership recorded on the object, by annotation name (the unnamed one included). */
+export function allOwnerships(o: KcpObject): Map<string, Ownership & { owner?: string }> {
+  const out = new Map<string, Ownership & { owner?: string }>();
+  for (const key of Object.keys(o.metadata.annotations ?? {})) {
+    if (key === OWNERSHIP_ANNOTATION || key.startsWith(`${OWNERSHIP_ANNOTATION}.`)) out.set(key, parseOwnership(o, key));
+  }
+  return out;
 }
 
 export interface PlanOptions {
   readonly version: KcpVersion;
+  /** Whose entries these are (project/stack): other owners' entries are kept. @default the unnamed owner */
+  readonly owner?: string;
   /** Take over files at our paths that we did not write. @default false */
   readonly adopt?: boolean;
   /** RFC 3339 time: CAPI replaces every control-plane machine created before it. @default none */
@@ -197,17 +240,27 @@ export function canonicalJson(v: unknown): string {
  * paths that the recorded ownership does not list belongs to someone else and is refused unless `adopt`.
  */
 export function planMerge(kcp: KcpObject, desired: Desired, opts: PlanOptions): Plan {
-  const owned = readOwnership(kcp);
+  const key = ownershipKey(opts.owner);
+  const owners = allOwnerships(kcp);
+  const owned = owners.get(key) ?? NOTHING.ownership;
   const spec = kubeadmConfigSpec(kcp);
   const files = (Array.isArray(spec.files) ? spec.files : []) as FileEntry[];
   const commands = (Array.isArray(spec.preKubeadmCommands) ? spec.preKubeadmCommands : []) as string[];
 
   const wanted = new Map(desired.files.map((f) => [f.path, f]));
-  const ownedPaths = new Set(owned.paths);
+  // Entries recorded under the unnamed annotation are taken over by a named owner at the paths it writes
+  // (they are its own from before ownership per stack, or it would have to adopt them anyway); the rest stays there.
+  const legacy = opts.owner ? owners.get(OWNERSHIP_ANNOTATION) : undefined;
+  const ownedPaths = new Set([...owned.paths, ...(legacy?.paths.filter((p) => wanted.has(p)) ?? [])]);
+  const ownerOf = (path: string) => [...owners].find(([k, o]) => k !== key && o.paths.includes(path));
   const foreign = files.filter((f) => wanted.has(f.path) && !ownedPaths.has(f.path));
   if (foreign.length > 0 && !opts.adopt) {
+    const whose = (path: string) => {
+      const other = ownerOf(path);
+      return other ? `${path} (written by registry-trust ${other[1].owner ? `stack "${other[1].owner}"` : "without an owner"})` : path;
+    };
     throw kcpError("FOREIGN_FILE", `${kindOf(kcp)} ${kcp.metadata.namespace}/${kcp.metadata.name} already has ` +
-      `${foreign.map((f) => f.path).join(", ")} in spec.${CONFIG_SPEC_PATH[kindOf(kcp)].join(".")}.files, not written by registry-trust. ` +
+      `${foreign.map((f) => whose(f.path)).join(", ")} in spec.${CONFIG_SPEC_PATH[kindOf(kcp)].join(".")}.files, not written by ${opts.owner ? `this stack (${opts.owner})` : "registry-trust"}. ` +
       "Remove that entry, or set adopt to let registry-trust replace and own it.");
   }
 
@@ -218,26 +271,39 @@ export function planMerge(kcp: KcpObject, desired: Desired, opts: PlanOptions): 
     if (ours) {
       if (!placed.has(f.path)) merged.push(ours);
       placed.add(f.path);
-    } else if (!ownedPaths.has(f.path)) {
+    } else if (!owned.paths.includes(f.path)) {
       merged.push(f);
     }
   }
   merged.push(...desired.files.filter((f) => !placed.has(f.path)));
 
-  const ownedCommands = new Set(owned.commands);
+  const otherCommands = new Set([...owners].filter(([k]) => k !== key).flatMap(([, o]) => o.commands));
+  const ownedCommands = new Set(owned.commands.filter((c) => !otherCommands.has(c)));
   const ourCommands = new Set(desired.commands);
   const mergedCommands = [...commands.filter((c) => !ownedCommands.has(c) && !ourCommands.has(c)), ...desired.commands];
 
+  // Every other owner keeps its record, minus the paths (and commands) this write takes over from it.
+  const records: Record<string, string | undefined> = {};
+  for (const [k, o] of owners) {
+    if (k === key) continue;
+    const paths = o.paths.filter((p) => !wanted.has(p));
+    const cmds = o.commands.filter((c) => !ourCommands.has(c));
+    records[k] = annotationText({ ...o, paths, commands: cmds }, o.owner);
+  }
+  records[key] = annotationText(desired.ownership, opts.owner);
+
   const rolloutAfter = currentRolloutAfter(kcp, opts.version);
-  const before = { files, commands, annotation: kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION], rolloutAfter };
-  const after = { files: merged, commands: mergedCommands, annotation: annotationText(desired.ownership), rolloutAfter: opts.rolloutAfter ?? rolloutAfter };
+  const before = { files, commands, records: Object.fromEntries([...owners.keys()].map((k) => [k, kcp.metadata.annotations?.[k]])), rolloutAfter };
+  const after = { files: merged, commands: mergedCommands, records, rolloutAfter: opts.rolloutAfter ?? rolloutAfter };
   if (canonicalJson(before) === canonicalJson(after)) return { ownership: desired.ownership };
-  return { update: withEntries(kcp, merged, mergedCommands, desired.ownership, opts), ownership: desired.ownership };
+  return { update: withEntries(kcp, merged, mergedCommands, records, opts), ownership: desired.ownership };
 }
 
-/** The annotation recording `ownership`; none once we own nothing. */
-function annotationText(ownership: Ownership): string | undefined {
-  return ownership.paths.length > 0 || ownership.commands.length > 0 ? JSON.stringify(ownership) : undefined;
+/** The annotation recording `ownership` of `owner`; none once it owns nothing. */
+function annotationText(ownership: Ownership & { owner?: string }, owner?: string): string | undefined {
+  const { owner: _, ...rest } = ownership;
+  if (rest.paths.length === 0 && rest.commands.length === 0) return undefined;
+  return JSON.stringify(owner ? { owner, ...rest } : rest);
 }
 
 function currentRolloutAfter(kcp: KcpObject, version: KcpVersion): string | undefined {
@@ -246,7 +312,7 @@ function currentRolloutAfter(kcp: KcpObject, version: KcpVersion): string | unde
   return typeof v === "string" ? v : undefined;
 }
 
-function withEntries(kcp: KcpObject, files: FileEntry[], commands: string[], ownership: Ownership, opts: PlanOptions): KcpObject {
+function withEntries(kcp: KcpObject, files: FileEntry[], commands: string[], records: Record<string, string | undefined>, opts: PlanOptions): KcpObject {
   const copy = JSON.parse(JSON.stringify(kcp)) as KcpObject;
   let cfg: Record<string, unknown> = (copy.spec ??= {});
   for (const key of CONFIG_SPEC_PATH[kindOf(copy)]) cfg = (cfg[key] ??= {}) as Record<string, unknown>;
@@ -257,9 +323,10 @@ function withEntries(kcp: KcpObject, files: FileEntry[], commands: string[], own
   else delete cfg.preKubeadmCommands;
 
   const annotations = { ...(copy.metadata.annotations ?? {}) };
-  const text = annotationText(ownership);
-  if (text !== undefined) annotations[OWNERSHIP_ANNOTATION] = text;
-  else delete annotations[OWNERSHIP_ANNOTATION];
+  for (const [key, text] of Object.entries(records)) {
+    if (text !== undefined) annotations[key] = text;
+    else delete annotations[key];
+  }
   copy.metadata.annotations = annotations;
 
   if (opts.rolloutAfter !== undefined) {
@@ -270,20 +337,20 @@ function withEntries(kcp: KcpObject, files: FileEntry[], commands: string[], own
 }
 
 /** Our entries as they are on `kcp` (by the paths and commands of `ownership`), for read-back checks. */
-export function entriesOn(kcp: KcpObject, ownership: Ownership): { files: FileEntry[]; commands: string[]; annotation?: string } {
+export function entriesOn(kcp: KcpObject, ownership: Ownership, owner?: string): { files: FileEntry[]; commands: string[]; annotation?: string } {
   const spec = kubeadmConfigSpec(kcp);
   const paths = new Set(ownership.paths);
   const files = ((Array.isArray(spec.files) ? spec.files : []) as FileEntry[]).filter((f) => paths.has(f.path));
   const commands = ((Array.isArray(spec.preKubeadmCommands) ? spec.preKubeadmCommands : []) as string[]).filter((c) => ownership.commands.includes(c));
-  return { files, commands, annotation: kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION] };
+  return { files, commands, annotation: kcp.metadata.annotations?.[ownershipKey(owner)] };
 }
 
 /**
  * Why the entries on `kcp` differ from `desired`, or undefined when they are exactly what we wrote and
  * nothing is left at the paths we owned before (`previous`) and no longer want.
  */
-export function verifyEntries(kcp: KcpObject, desired: Desired, previous: Ownership = NOTHING.ownership): string | undefined {
-  const on = entriesOn(kcp, desired.ownership);
+export function verifyEntries(kcp: KcpObject, desired: Desired, previous: Ownership = NOTHING.ownership, owner?: string): string | undefined {
+  const on = entriesOn(kcp, desired.ownership, owner);
   const dropped = new Set(previous.paths.filter((p) => !desired.ownership.paths.includes(p)));
   const left = entriesOn(kcp, { ...previous, paths: [...dropped] }).files.map((f) => f.path);
   if (left.length > 0) return `files we removed are back: ${left.join(", ")}`;
@@ -293,6 +360,6 @@ export function verifyEntries(kcp: KcpObject, desired: Desired, previous: Owners
     return `files differ from what was written: ${differing.join(", ") || "unexpected extra entries"}`;
   }
   if (canonicalJson(on.commands) !== canonicalJson(desired.commands)) return "preKubeadmCommands differ from what was written";
-  if (on.annotation !== annotationText(desired.ownership)) return `annotation ${OWNERSHIP_ANNOTATION} differs from what was written`;
+  if (on.annotation !== annotationText(desired.ownership, owner)) return `annotation ${ownershipKey(owner)} differs from what was written`;
   return undefined;
 }

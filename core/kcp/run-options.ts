@@ -15,6 +15,8 @@ const ms = (seconds: number | undefined) => (seconds === undefined ? undefined :
 export function runOptions(inputs: RunInputs, runId: string) {
   return {
     holder: `${inputs.holder}/${runId}`,
+    // Entries are owned per stack (core/kcp/plan.ts ownershipKey), so that two stacks sharing an object keep each other's.
+    owner: inputs.holder,
     adopt: inputs.adopt,
     lease: { waitTimeoutMs: ms(inputs.leaseWaitTimeoutSeconds) },
     conflict: { deadlineMs: ms(inputs.conflictDeadlineSeconds) },

@@ -1,8 +1,8 @@
 import type * as K8s from "@kubernetes/client-node";
 import { Endpoint, endpointKey } from "../endpoint";
-import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, orUndefined, pickVersion } from "../kcp/api";
+import { KcpApi, KcpObject, KcpVersion, LeaseObject, ObjectRef, clientNodeKcpApi, pickVersion } from "../kcp/api";
 import { apiMessage, httpStatus } from "../kcp/errors";
-import { LeaseTargetKind, leaseRef } from "../kcp/lease";
+import { LeaseTargetKind, leaseLiveness, leaseRef } from "../kcp/lease";
 import { FileEntry, pemHash, readOwnership } from "../kcp/plan";
 import { rolloutState } from "../kcp/rollout";
 import { containerdCaPath } from "../node/containerd-hosts";
@@ -49,26 +49,22 @@ export interface PreflightPlan {
 }
 
 /** The reads the preflight makes in one cluster (KcpApi and WorkerApi over @kubernetes/client-node in the program). */
-export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret"> &
-  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate"> &
-  { getConfigMap(ref: ObjectRef): Promise<{ data?: Record<string, string> } | undefined> };
+export type ClusterReader = Pick<KcpApi, "servedKcpVersions" | "getKcp" | "getLease" | "getSecret" | "getConfigMap"> &
+  Pick<WorkerApi, "servedVersions" | "getMachineDeployment" | "getTemplate">;
 
 /** The ClusterReader over @kubernetes/client-node 1.x; `k8s` is the module, passed in rather than imported. */
 export function clientNodeClusterReader(k8s: typeof K8s, kubeConfig: K8s.KubeConfig): ClusterReader {
-  const core = kubeConfig.makeApiClient(k8s.CoreV1Api);
-  return {
-    ...clientNodeKcpApi(k8s, kubeConfig),
-    ...clientNodeWorkerApi(k8s, kubeConfig),
-    getConfigMap: (ref) => orUndefined(core.readNamespacedConfigMap(ref)),
-  };
+  return { ...clientNodeKcpApi(k8s, kubeConfig), ...clientNodeWorkerApi(k8s, kubeConfig) };
 }
 
 export interface LiveReaders {
   readonly fetchChain: FetchChain;
   /** The reader of a cluster by name; throws when its kubeconfig cannot be loaded. */
   readonly cluster: (name: string) => ClusterReader;
-  /** Per TLS handshake. @default 10000 */
+  /** Per TLS handshake and per API read. @default 10000 */
   readonly timeoutMs?: number;
+  /** Pause between reads of a held Lease while judging whether its holder is alive. @default 1000 */
+  readonly leasePollMs?: number;
 }
 
 export interface ControlPlaneLive {
@@ -92,6 +88,8 @@ export interface LeaseLive {
   readonly kind: LeaseTargetKind;
   readonly target: ObjectRef;
   readonly lease: LeaseObject;
+  /** Judged by core/kcp/lease.ts leaseLiveness: renewed while we watched, or unrenewed for its duration. */
+  readonly liveness: "live" | "expired";
 }
 
 export interface LiveState {
@@ -104,7 +102,7 @@ export interface LiveState {
   readonly records: readonly { readonly cluster: string; readonly namespace: string; readonly bundleHash: string }[];
   readonly controlPlanes: readonly ControlPlaneLive[];
   readonly machineDeployments: readonly MachineDeploymentLive[];
-  /** Leases that exist now (released ones are deleted). */
+  /** Leases held now (released ones are deleted), with whether their holder is alive. */
   readonly leases: readonly LeaseLive[];
   /** Configured objects that do not exist. */
   readonly missing: readonly string[];
@@ -158,70 +156,85 @@ export async function readLiveState(plan: PreflightPlan, readers: LiveReaders, n
     }
     const cluster = plan.clusters.find((c) => c.name === name);
     const at = (what: string) => `${what} in cluster ${name}`;
-    try {
-      const secretRef = plan.servingSecret?.cluster === name ? plan.servingSecret : undefined;
-      if (secretRef) {
+    /** Runs one object's reads; a failure is reported for that object alone and the others are still read. */
+    const each = async (what: string, read: () => Promise<void>) => {
+      try {
+        await read();
+      } catch (err) {
+        unreachable.push(`${at(what)}: ${apiMessage(err)}`);
+      }
+    };
+    const secretRef = plan.servingSecret?.cluster === name ? plan.servingSecret : undefined;
+    if (secretRef) {
+      await each(`Secret ${secretRef.namespace}/${secretRef.name}`, async () => {
         const secret = await within(api.getSecret(secretRef), timeoutMs, at(`reading Secret ${secretRef.namespace}/${secretRef.name}`));
         const pem = secret?.data?.["tls.crt"];
         if (pem) served.push({ source: `Secret ${secretRef.namespace}/${secretRef.name} in cluster ${name}`, chain: parsePemCertificates(Buffer.from(pem, "base64").toString(), "tls.crt").certs });
         const a = secret?.metadata.annotations ?? {};
         if (secret) servingRecord = { bundleHash: a[BUNDLE_ANNOTATION], stack: a[STACK_ANNOTATION] };
-      }
-      if (!cluster) return;
-      for (const namespace of plan.stack ? recordNamespaces(cluster) : []) {
-        const ref = { namespace, name: recordName(plan.stack!) };
+      });
+    }
+    if (!cluster) return;
+    for (const namespace of plan.stack ? recordNamespaces(cluster) : []) {
+      const ref = { namespace, name: recordName(plan.stack!) };
+      await each(`ConfigMap ${namespace}/${ref.name}`, async () => {
         const cm = await within(api.getConfigMap(ref), timeoutMs, at(`reading ConfigMap ${namespace}/${ref.name}`));
         const hash = cm?.data?.[RECORD_KEY];
         if (hash) records.push({ cluster: name, namespace, bundleHash: hash });
+      });
+    }
+    const lease = async (kind: LeaseTargetKind, target: ObjectRef) => {
+      const ref = leaseRef(target, kind);
+      await each(`Lease ${ref.namespace}/${ref.name}`, async () => {
+        const read = () => within(api.getLease(ref), timeoutMs, at(`reading Lease ${ref.namespace}/${ref.name}`));
+        const { liveness, lease: l } = await leaseLiveness(read, { retryMs: readers.leasePollMs });
+        if (l && liveness !== "free") leases.push({ cluster: name, kind, target, lease: l, liveness });
+      });
+    };
+    /** The API version of a kind, or undefined (each object of that kind reported unreadable) when it cannot be discovered. */
+    const discover = async (served: () => Promise<string[]>, what: string, refs: readonly ObjectRef[]): Promise<KcpVersion | undefined> => {
+      try {
+        return pickVersion(await within(served(), timeoutMs, at("listing API versions")), undefined, what);
+      } catch (err) {
+        for (const ref of refs) unreachable.push(`${at(`${what.split(" ")[0]} ${ref.namespace}/${ref.name}`)}: ${apiMessage(err)}`);
+        return undefined;
       }
-      const lease = async (kind: LeaseTargetKind, target: ObjectRef) => {
-        const ref = leaseRef(target, kind);
-        const l = await within(api.getLease(ref), timeoutMs, at(`reading Lease ${ref.namespace}/${ref.name}`));
-        if (l) leases.push({ cluster: name, kind, target, lease: l });
-      };
-      if (cluster.controlPlanes.length > 0) {
-        const version = pickVersion(await within(api.servedKcpVersions(), timeoutMs, at("listing API versions")), undefined, "KubeadmControlPlane (controlplane.cluster.x-k8s.io)");
-        for (const ref of cluster.controlPlanes) {
-          await lease("KubeadmControlPlane", ref);
-          try {
-            controlPlanes.push({ cluster: name, ref, version, kcp: await within(api.getKcp(ref, version), timeoutMs, at(`reading KubeadmControlPlane ${ref.namespace}/${ref.name}`)) });
-          } catch (err) {
-            if (httpStatus(err) !== 404) throw err;
-            missing.push(`KubeadmControlPlane ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].controlPlanes (kubectl get kcp -A)`);
-          }
+    };
+    const kcpVersion = cluster.controlPlanes.length > 0
+      ? await discover(() => api.servedKcpVersions(), "KubeadmControlPlane (controlplane.cluster.x-k8s.io)", cluster.controlPlanes) : undefined;
+    for (const ref of kcpVersion ? cluster.controlPlanes : []) {
+      await lease("KubeadmControlPlane", ref);
+      await each(`KubeadmControlPlane ${ref.namespace}/${ref.name}`, async () => {
+        try {
+          controlPlanes.push({ cluster: name, ref, version: kcpVersion!, kcp: await within(api.getKcp(ref, kcpVersion!), timeoutMs, at(`reading KubeadmControlPlane ${ref.namespace}/${ref.name}`)) });
+        } catch (err) {
+          if (httpStatus(err) !== 404) throw err;
+          missing.push(`KubeadmControlPlane ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].controlPlanes (kubectl get kcp -A)`);
         }
-      }
-      if (cluster.machineDeployments.length > 0) {
-        const version = pickVersion(await within(api.servedVersions(MD_GROUP), timeoutMs, at("listing API versions")), undefined, `MachineDeployment (${MD_GROUP})`);
-        for (const ref of cluster.machineDeployments) {
-          await lease("MachineDeployment", ref);
-          let md: KcpObject;
-          try {
-            md = await within(api.getMachineDeployment(ref, version), timeoutMs, at(`reading MachineDeployment ${ref.namespace}/${ref.name}`));
-          } catch (err) {
-            if (httpStatus(err) !== 404) throw err;
-            missing.push(`MachineDeployment ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].machineDeployments (kubectl get machinedeployments -A)`);
-            continue;
-          }
-          const templateRef = { namespace: ref.namespace, name: configRefName(md) };
-          const template = await within(api.getTemplate(templateRef, version), timeoutMs, at(`reading KubeadmConfigTemplate ${templateRef.namespace}/${templateRef.name}`));
-          machineDeployments.push({ cluster: name, ref, md, version, template });
+      });
+    }
+    const mdVersion = cluster.machineDeployments.length > 0
+      ? await discover(() => api.servedVersions(MD_GROUP), `MachineDeployment (${MD_GROUP})`, cluster.machineDeployments) : undefined;
+    for (const ref of mdVersion ? cluster.machineDeployments : []) {
+      await lease("MachineDeployment", ref);
+      await each(`MachineDeployment ${ref.namespace}/${ref.name}`, async () => {
+        let md: KcpObject;
+        try {
+          md = await within(api.getMachineDeployment(ref, mdVersion!), timeoutMs, at(`reading MachineDeployment ${ref.namespace}/${ref.name}`));
+        } catch (err) {
+          if (httpStatus(err) !== 404) throw err;
+          missing.push(`MachineDeployment ${ref.namespace}/${ref.name} does not exist in cluster ${name}: fix clusters[].machineDeployments (kubectl get machinedeployments -A)`);
+          return;
         }
-      }
-    } catch (err) {
-      unreachable.push(`cluster ${name}: ${apiMessage(err)}`);
+        const templateRef = { namespace: ref.namespace, name: configRefName(md) };
+        const template = await within(api.getTemplate(templateRef, mdVersion!), timeoutMs, at(`reading KubeadmConfigTemplate ${templateRef.namespace}/${templateRef.name}`));
+        machineDeployments.push({ cluster: name, ref, md, version: mdVersion!, template });
+      });
     }
   };
   // Clusters are read in parallel, each one's reads in order; the TLS handshakes above ran in parallel too.
   await Promise.all([...names].map(readCluster));
   return { readAt: now, served, servingRecord, records, controlPlanes, machineDeployments, leases, missing, unreachable };
-}
-
-/** A Lease is live while its last renewal plus its duration lies ahead of the time we read it. */
-function leaseExpiry(l: LeaseObject): Date | undefined {
-  const renewed = Date.parse(l.spec.renewTime ?? l.spec.acquireTime ?? "");
-  if (!l.spec.holderIdentity || Number.isNaN(renewed)) return undefined;
-  return new Date(renewed + (l.spec.leaseDurationSeconds ?? 30) * 1000);
 }
 
 /** sha256 of the bundle a KCP's CA file carries at `path`, or the 12-digit prefix named by its Secret. */
@@ -244,12 +257,11 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
   for (const u of live.unreachable) add("unreachable", u);
   for (const m of live.missing) add("missing", m);
 
-  for (const { cluster, kind, target, lease } of live.leases) {
-    const expires = leaseExpiry(lease);
-    if (!expires || expires <= live.readAt) continue;
+  // An expired Lease (its run died) blocks nothing: the next run takes it over (core/kcp/lease.ts).
+  for (const { cluster, kind, target, lease } of live.leases.filter((l) => l.liveness === "live")) {
     add("unfinished", `${kind} ${target.namespace}/${target.name} in cluster ${cluster} is being changed right now: Lease ${lease.metadata.namespace}/${lease.metadata.name} ` +
-      `is held by "${lease.spec.holderIdentity}" (last renewed ${lease.spec.renewTime ?? "never"}, valid until ${expires.toISOString()}). ` +
-      "Let that run finish; if it died, its Lease expires by itself at that time, then run again.");
+      `is held by "${lease.spec.holderIdentity}", who renewed it while the preflight watched (last renewTime ${lease.spec.renewTime ?? "never"}, by the holder's clock). ` +
+      `Let that run finish; if it dies, its Lease counts as expired once nobody renews it for ${lease.spec.leaseDurationSeconds ?? 30} s, then run again.`);
   }
 
   /** A bundle on a KCP or worker template that neither the last completed rotation nor this run wrote. */
@@ -265,7 +277,7 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
     const what = `KubeadmControlPlane ${ref.namespace}/${ref.name} in cluster ${cluster}`;
     let recorded: string;
     try {
-      recorded = readOwnership(kcp).bundleHash;
+      recorded = readOwnership(kcp, plan.stack).bundleHash;
     } catch (err) {
       add("unfinished", `${what}: ${(err as Error).message}`);
       continue;
@@ -288,7 +300,7 @@ export function evaluatePreflight(plan: PreflightPlan, live: LiveState, bundle?:
   }
 
   for (const { cluster, ref, md, version, template } of live.machineDeployments) {
-    const recorded = template ? readOwnership(template).bundleHash : "";
+    const recorded = template ? readOwnership(template, plan.stack).bundleHash : "";
     const continuing = bundle !== undefined && recorded === bundle.hash;
     const rollout = machineDeploymentRolloutState(md, version, md.metadata.generation ?? 0);
     const what = `MachineDeployment ${ref.namespace}/${ref.name} in cluster ${cluster}`;

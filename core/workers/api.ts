@@ -1,5 +1,5 @@
 import type * as K8s from "@kubernetes/client-node";
-import { clientNodeKcpApi, KcpObject, KcpVersion, ObjectRef, orUndefined, servedVersions } from "../kcp/api";
+import { clientNodeKcpApi, FIELD_MANAGER, KcpApi, KcpObject, KcpVersion, ObjectRef, orUndefined, servedVersions } from "../kcp/api";
 import { LeaseApi } from "../kcp/lease";
 import { SecretApi } from "../kcp/secret";
 
@@ -20,7 +20,7 @@ export type CapiVersion = KcpVersion;
 /** Any Kubernetes object as JSON; the KCP shape is the general one plan.ts merges into. */
 export type KubeObject = KcpObject;
 
-export interface WorkerApi extends LeaseApi, SecretApi {
+export interface WorkerApi extends LeaseApi, SecretApi, Pick<KcpApi, "getConfigMap"> {
   /** Versions of an API group the apiserver serves; empty when it is not installed. */
   servedVersions(group: string): Promise<string[]>;
   /** Throws the API's 404 when it does not exist. */
@@ -46,24 +46,24 @@ export interface WorkerApi extends LeaseApi, SecretApi {
 export function clientNodeWorkerApi(k8s: typeof K8s, kubeConfig: K8s.KubeConfig): WorkerApi {
   const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
   const apis = kubeConfig.makeApiClient(k8s.ApisApi);
-  const { getLease, createLease, replaceLease, deleteLease, getSecret, createSecret, listSecrets, deleteSecret } = clientNodeKcpApi(k8s, kubeConfig);
+  const { getLease, createLease, replaceLease, deleteLease, getSecret, createSecret, listSecrets, deleteSecret, getConfigMap } = clientNodeKcpApi(k8s, kubeConfig);
   const md = (namespace: string, version: CapiVersion) => ({ group: MD_GROUP, version, plural: MD_PLURAL, namespace });
   const tpl = (namespace: string, version: CapiVersion) => ({ group: TEMPLATE_GROUP, version, plural: TEMPLATE_PLURAL, namespace });
   return {
-    getLease, createLease, replaceLease, deleteLease, getSecret, createSecret, listSecrets, deleteSecret,
+    getLease, createLease, replaceLease, deleteLease, getSecret, createSecret, listSecrets, deleteSecret, getConfigMap,
     servedVersions: (group) => servedVersions(apis, group),
     async getMachineDeployment(ref, version) {
       return (await custom.getNamespacedCustomObject({ ...md(ref.namespace, version), name: ref.name })) as KubeObject;
     },
     async replaceMachineDeployment(ref, version, body) {
-      return (await custom.replaceNamespacedCustomObject({ ...md(ref.namespace, version), name: ref.name, body })) as KubeObject;
+      return (await custom.replaceNamespacedCustomObject({ ...md(ref.namespace, version), name: ref.name, body, fieldManager: FIELD_MANAGER })) as KubeObject;
     },
     async listMachineDeployments(namespace, version) {
       return ((await custom.listNamespacedCustomObject(md(namespace, version))) as { items: KubeObject[] }).items;
     },
     getTemplate: (ref, version) => orUndefined(custom.getNamespacedCustomObject({ ...tpl(ref.namespace, version), name: ref.name }) as Promise<KubeObject>),
     async createTemplate(body, version) {
-      return (await custom.createNamespacedCustomObject({ ...tpl(body.metadata.namespace ?? "", version), body })) as KubeObject;
+      return (await custom.createNamespacedCustomObject({ ...tpl(body.metadata.namespace ?? "", version), body, fieldManager: FIELD_MANAGER })) as KubeObject;
     },
     async listTemplates(namespace, version, labelSelector) {
       return ((await custom.listNamespacedCustomObject({ ...tpl(namespace, version), labelSelector })) as { items: KubeObject[] }).items;

@@ -22,7 +22,8 @@ export interface MachinesOf {
   readonly machines: readonly KubeObject[];
 }
 
-const bootstrapTemplateOf = (set: KubeObject): string | undefined =>
+/** The bootstrap template a MachineSet (or anything with spec.template.spec.bootstrap) creates machines from. */
+export const bootstrapTemplateOf = (set: KubeObject): string | undefined =>
   ((set.spec?.template as { spec?: { bootstrap?: { configRef?: { name?: string } } } } | undefined)?.spec?.bootstrap?.configRef?.name);
 
 const isReady = (machine: KubeObject): boolean =>

@@ -1,14 +1,16 @@
 import { ObjectRef, pickVersion } from "../kcp/api";
 import { httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
 import { acquireLease, HeldLease, LeaseOptions, releaseLease } from "../kcp/lease";
-import { canonicalJson, Desired, desiredEntries, FileEntry, NOTHING, Ownership, TrustSpec } from "../kcp/plan";
+import { checkFence, FenceView, readRecord, RecordRef } from "../kcp/fence";
+import { describeOwners } from "../kcp/managed-fields";
+import { canonicalJson, Desired, desiredEntries, FileEntry, NOTHING, Ownership, readOwnership, TrustSpec, verifyEntries } from "../kcp/plan";
 import { Attempt, ConflictPolicy, retryOnConflict } from "../kcp/retry";
 import { waitForRollout } from "../kcp/rollout";
 import { ensureSecret } from "../kcp/secret";
-import { Phase, SequencerOptions } from "../kcp/sequencer";
+import { Phase, revertedField, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
-import { machineDeploymentRolloutState } from "./rollout";
-import { BASE_ANNOTATION, configRefName, isOurs, labelSelector, planTemplate, repointed, templateLabels } from "./template";
+import { bootstrapTemplateOf, machineDeploymentRolloutState } from "./rollout";
+import { BASE_ANNOTATION, configRefName, disambiguated, isOurs, labelSelector, ownershipRecords, planTemplate, repointed, templateLabels } from "./template";
 
 /*
  * Puts our trust entries into the bootstrap template of one MachineDeployment, so that every machine it
@@ -38,6 +40,10 @@ export interface WorkerEvent {
 export interface WorkerOptions {
   /** Lease holder identity: stack + run id. */
   readonly holder: string;
+  /** Whose entries these are (project/stack): other owners' entries in the template are kept. @default the unnamed owner */
+  readonly owner?: string;
+  /** The stack's rotation record, re-read by the fence once the Lease is held (core/kcp/fence.ts). @default none read */
+  readonly record?: RecordRef;
   /** Take over files at our paths that registry-trust did not write. @default false */
   readonly adopt?: boolean;
   readonly lease?: Omit<LeaseOptions, "holder" | "onWait">;
@@ -65,8 +71,8 @@ export interface WorkerResult {
 
 /** The permissions named in FORBIDDEN errors. */
 export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8s.io, list on machinesets and machines.cluster.x-k8s.io, " +
-  "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io " +
-  "and get/list/create/delete on secrets";
+  "get/list/create/delete on kubeadmconfigtemplates.bootstrap.cluster.x-k8s.io, get/create/update/delete on leases.coordination.k8s.io, " +
+  "get/list/create/delete on secrets and get on configmaps";
 
 /**
  * Writes the bundle (and hosts.toml per endpoint) into the MachineDeployment's bootstrap template. The
@@ -75,6 +81,21 @@ export const WORKER_GRANTS = "get/list/update on machinedeployments.cluster.x-k8
  */
 export function writeWorkerTrust(api: WorkerApi, target: WorkerTarget, trust: TrustSpec, opts: WorkerOptions): Promise<WorkerResult> {
   return sequence(api, target, desiredEntries(target.name, trust, "md-ca"), opts);
+}
+
+/**
+ * Reads the MachineDeployment and the template it names and compares our entries there with what `trust`
+ * plans, without writing (the dynamic provider's read and diff): repointed elsewhere, or a file removed.
+ */
+export async function inspectWorkerTrust(api: WorkerApi, target: WorkerTarget, trust: TrustSpec, owner?: string): Promise<{ version: CapiVersion; template: string; ownership: Ownership; drift?: string }> {
+  const version = pickVersion(await api.servedVersions(MD_GROUP), target.apiVersion, `${MD_GROUP} (MachineDeployment)`);
+  const md = await readMd(api, target, version);
+  const template = configRefName(md);
+  const t = await readTemplate(api, { namespace: target.namespace, name: template }, version);
+  const what = `MachineDeployment ${target.namespace}/${target.name} (KubeadmConfigTemplate ${template})`;
+  if (!t) return { version, template, ownership: NOTHING.ownership, drift: `${what}: the template does not exist` };
+  const drift = verifyEntries(t, desiredEntries(target.name, trust, "md-ca"), NOTHING.ownership, owner);
+  return { version, template, ownership: readOwnership(t, owner), ...(drift ? { drift: `${what}: ${drift}` } : {}) };
 }
 
 /** Points the MachineDeployment back at a template without our entries (its base when unchanged). */
@@ -105,12 +126,17 @@ async function readTemplate(api: WorkerApi, ref: ObjectRef, version: CapiVersion
   }
 }
 
-/** Creates the template unless it exists; an existing one must have the content its name stands for. */
-async function ensureTemplate(api: WorkerApi, body: KubeObject, version: CapiVersion): Promise<boolean> {
+/**
+ * Creates the template unless it exists; an existing one must have the content its name stands for. One
+ * with that content but other owners recorded (another stack made the very same template) is "taken": the
+ * caller picks another name, or our ownership would go unrecorded.
+ */
+async function ensureTemplate(api: WorkerApi, body: KubeObject, version: CapiVersion): Promise<boolean | "taken"> {
   const ref = { namespace: body.metadata.namespace ?? "", name: body.metadata.name ?? "" };
   const what = `KubeadmConfigTemplate ${ref.namespace}/${ref.name}`;
   const same = (t: KubeObject) => canonicalJson(t.spec) === canonicalJson(body.spec);
   const existing = await readTemplate(api, ref, version);
+  if (existing && same(existing) && canonicalJson(ownershipRecords(existing)) !== canonicalJson(ownershipRecords(body))) return "taken";
   if (!existing) {
     try {
       await api.createTemplate(body, version);
@@ -128,20 +154,36 @@ async function ensureTemplate(api: WorkerApi, body: KubeObject, version: CapiVer
   return !existing;
 }
 
+/**
+ * Our templates of this MachineDeployment that nothing creates machines from: no MachineDeployment names
+ * them and no MachineSet does. A MachineSet still naming one (an old revision scaling down, a rollback
+ * through an older MachineSet, a MachineSet made by hand from a copy) needs it for every machine it still
+ * creates; deleting it would leave those machines without bootstrap data.
+ */
+export function unreferencedTemplates(ours: readonly KubeObject[], machineDeployments: readonly KubeObject[], machineSets: readonly KubeObject[], mdName: string): KubeObject[] {
+  const referenced = new Set<string>();
+  for (const md of machineDeployments) {
+    try {
+      referenced.add(configRefName(md));
+    } catch {
+      // A MachineDeployment bootstrapping otherwise names none of ours.
+    }
+  }
+  for (const set of machineSets) {
+    const name = bootstrapTemplateOf(set);
+    if (name) referenced.add(name);
+  }
+  return ours.filter((t) => !referenced.has(t.metadata.name ?? "") && isOurs(t, mdName));
+}
+
 async function prune(api: WorkerApi, target: WorkerTarget, version: CapiVersion): Promise<string[]> {
   try {
-    const referenced = new Set<string>();
-    for (const md of await api.listMachineDeployments(target.namespace, version)) {
-      try {
-        referenced.add(configRefName(md));
-      } catch {
-        // A MachineDeployment bootstrapping otherwise names none of ours.
-      }
-    }
+    const mds = await api.listMachineDeployments(target.namespace, version);
+    const sets = await api.listMachineSets(target.namespace, version, "");
+    const ours = await api.listTemplates(target.namespace, version, labelSelector(templateLabels(target.name)));
     const pruned: string[] = [];
-    for (const t of await api.listTemplates(target.namespace, version, labelSelector(templateLabels(target.name)))) {
+    for (const t of unreferencedTemplates(ours, mds, sets, target.name)) {
       const name = t.metadata.name ?? "";
-      if (referenced.has(name) || !isOurs(t, target.name)) continue;
       try {
         await api.deleteTemplate({ namespace: target.namespace, name }, version, t.metadata.resourceVersion ?? "");
         pruned.push(name);
@@ -178,6 +220,33 @@ async function pruneSecrets(api: WorkerApi, target: WorkerTarget, version: CapiV
   }
 }
 
+/**
+ * After the rollout: the MachineDeployment must still name our template and the template still carry our
+ * entries. Another writer (GitOps, a platform controller, the topology controller) may have put either back
+ * while machines rolled; the error names the field manager that owns the field now.
+ */
+const REVERT_ADVICE = "New worker machines will not trust the registry. Stop that writer from reverting it (a Cluster with spec.topology: use the ClusterClass variable route, docs/cluster-api.md), then run again.";
+
+/** `md`, unless it no longer names `template`: then ENTRIES_REVERTED naming who owns configRef now. */
+function refuseRepointed(md: KubeObject, template: string, generation: number, when: string): KubeObject {
+  const named = configRefName(md);
+  if (named === template) return md;
+  throw kcpError("ENTRIES_REVERTED", `MachineDeployment ${md.metadata.namespace}/${md.metadata.name}: ${when} of generation ${generation} it names KubeadmConfigTemplate ${named}, ` +
+    `not ${template} which carries our entries; ${describeOwners(md, ["f:spec", "f:template", "f:spec", "f:bootstrap", "f:configRef", "f:name"])}. ${REVERT_ADVICE}`);
+}
+
+async function verifyAfterRollout(api: WorkerApi, target: WorkerTarget, version: CapiVersion, md: KubeObject, template: string, generation: number, desired: Desired, owner?: string): Promise<void> {
+  const what = `MachineDeployment ${target.namespace}/${target.name}`;
+  const advice = REVERT_ADVICE;
+  refuseRepointed(md, template, generation, "after the rollout");
+  const t = await readTemplate(api, { namespace: target.namespace, name: template }, version);
+  const mismatch = t ? verifyEntries(t, desired, NOTHING.ownership, owner) : "it is gone";
+  if (mismatch) {
+    throw kcpError("ENTRIES_REVERTED", `${what}: after the rollout of generation ${generation} KubeadmConfigTemplate ${target.namespace}/${template} no longer carries what was written (${mismatch}); ` +
+      `${t ? describeOwners(t, revertedField(mismatch, ["f:spec", "f:template", "f:spec"], owner)) : "it was deleted"}. ${advice}`);
+  }
+}
+
 async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, opts: WorkerOptions): Promise<WorkerResult> {
   const emit = (phase: WorkerPhase, message: string) => opts.onEvent?.({ at: Date.now(), holder: opts.holder, phase, message });
   const what = `MachineDeployment ${target.namespace}/${target.name}`;
@@ -187,16 +256,25 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
   const version = pickVersion(served, target.apiVersion, `${MD_GROUP} (MachineDeployment)`);
   // Refused before a Lease is created for something that does not exist.
   const first = await readMd(api, target, version);
-  configRefName(first);
+  const fenceView = async (md: KubeObject): Promise<FenceView> => {
+    const t = await readTemplate(api, { namespace: target.namespace, name: configRefName(md) }, version);
+    return { live: t ? readOwnership(t, opts.owner) : NOTHING.ownership, record: await readRecord(api, opts.record) };
+  };
+  const before = await fenceView(first);
 
   let lease: HeldLease;
+  let waited = false;
   try {
-    lease = await acquireLease(api, target, { ...opts.lease, holder: opts.holder, onWait: (m) => emit("lease-wait", m) }, "MachineDeployment");
+    lease = await acquireLease(api, target, { ...opts.lease, holder: opts.holder, onWait: (m) => {
+      waited = true;
+      emit("lease-wait", m);
+    } }, "MachineDeployment");
   } catch (e) {
     throw refuse(e, `take the Lease for ${what}`);
   }
   emit("lease-acquired", `Lease ${lease.ref.namespace}/${lease.ref.name} acquired`);
   try {
+    checkFence(what, before, await fenceView(await readMd(api, target, version)), desired.ownership, { waited, recordRef: opts.record });
     // Before any template names it: a machine created from the template must find it.
     if (desired.secret) await ensureSecret(api, first, desired.secret, templateLabels(target.name), WORKER_GRANTS);
     let previous: string | undefined;
@@ -212,10 +290,15 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
       }
       const baseName = isOurs(current, target.name) ? current.metadata.annotations?.[BASE_ANNOTATION] : undefined;
       const base = baseName ? await readTemplate(api, { namespace: target.namespace, name: baseName }, version) : undefined;
-      const plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt });
-      if (plan.create && (await ensureTemplate(api, plan.create, version))) {
-        emit("template-created", `KubeadmConfigTemplate ${target.namespace}/${plan.name} created from ${currentName}`);
+      let plan = planTemplate(current, base, target.name, desired, { version, adopt: opts.adopt, owner: opts.owner });
+      let created = plan.create ? await ensureTemplate(api, plan.create, version) : false;
+      if (created === "taken" && plan.create) {
+        const create = disambiguated(plan.create, plan.base, target.name);
+        plan = { ...plan, name: create.metadata.name ?? "", create };
+        created = await ensureTemplate(api, create, version);
+        if (created === "taken") throw kcpError("TEMPLATE_CONFLICT", `KubeadmConfigTemplate ${target.namespace}/${plan.name} exists with other owners recorded than registry-trust derives for this name: delete it if it was made by hand`);
       }
+      if (created) emit("template-created", `KubeadmConfigTemplate ${target.namespace}/${plan.name} created from ${currentName}`);
       const update = repointed(md, plan.name);
       let generation = md.metadata.generation ?? 0;
       if (update) {
@@ -236,8 +319,10 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
     const rollout = opts.rollout ?? {};
     if (rollout.wait ?? true) {
       const selector = `cluster.x-k8s.io/deployment-name=${target.name}`;
+      // Repointed elsewhere while machines roll (GitOps, a platform controller, the topology controller):
+      // the wait stops at once rather than wait for machines from our template that will never come.
       const read = async () => ({
-        md: await readMd(api, target, version),
+        md: refuseRepointed(await readMd(api, target, version), template, generation, "during the rollout"),
         sets: await api.listMachineSets(target.namespace, version, selector),
         machines: await api.listMachines(target.namespace, version, selector),
       });
@@ -249,6 +334,7 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
         onProgress: (s) => emit("rollout", s),
       });
       emit("rollout-done", `${what} rolled out generation ${generation}`);
+      await verifyAfterRollout(api, target, version, await readMd(api, target, version), template, generation, desired, opts.owner);
       // Only now no MachineSet of the MachineDeployment still creates machines from an older template.
       pruned = await prune(api, target, version);
       if (pruned.length > 0) emit("pruned", `deleted KubeadmConfigTemplates no MachineDeployment names: ${pruned.join(", ")}`);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { kcpError } from "../kcp/errors";
-import { canonicalJson, Desired, MANAGED_BY, MANAGED_BY_LABEL, nameLabelValue, planMerge } from "../kcp/plan";
+import { allOwnerships, canonicalJson, Desired, MANAGED_BY, MANAGED_BY_LABEL, nameLabelValue, planMerge } from "../kcp/plan";
 import { CapiVersion, KubeObject, TEMPLATE_GROUP, TEMPLATE_KIND } from "./api";
 
 /*
@@ -69,6 +69,21 @@ export function templateName(base: string, mdName: string, spec: unknown): strin
   return `${base.slice(0, 253 - suffix.length).replace(/[.-]+$/, "")}${suffix}`;
 }
 
+/** The ownership annotations of a template (every owner's), compared when a template of the same name exists. */
+export function ownershipRecords(t: KubeObject): Record<string, string> {
+  const annotations = t.metadata.annotations ?? {};
+  return Object.fromEntries([...allOwnerships(t).keys()].sort().map((k) => [k, annotations[k]]));
+}
+
+/**
+ * The name for `create` when a template of its name exists with the same spec but other owners recorded
+ * (another stack made the very same content): the owners go into the hash, so each keeps its own record.
+ */
+export function disambiguated(create: KubeObject, base: string, mdName: string): KubeObject {
+  const name = templateName(base, mdName, { spec: create.spec, owners: ownershipRecords(create) });
+  return { ...create, metadata: { ...create.metadata, name } };
+}
+
 export interface TemplatePlan {
   /** The template the MachineDeployment should name. */
   readonly name: string;
@@ -85,7 +100,7 @@ export interface TemplatePlan {
  *  - the base carries exactly what we want (e.g. after removing our entries): the base again;
  *  - otherwise a new template, a copy of `current` with our entries merged.
  */
-export function planTemplate(current: KubeObject, base: KubeObject | undefined, mdName: string, desired: Desired, opts: { version: CapiVersion; adopt?: boolean }): TemplatePlan {
+export function planTemplate(current: KubeObject, base: KubeObject | undefined, mdName: string, desired: Desired, opts: { version: CapiVersion; adopt?: boolean; owner?: string }): TemplatePlan {
   const baseName = isOurs(current, mdName) ? (current.metadata.annotations?.[BASE_ANNOTATION] ?? current.metadata.name ?? "") : (current.metadata.name ?? "");
   const merged = planMerge(current, desired, opts).update;
   if (!merged) return { name: current.metadata.name ?? "", base: baseName };

@@ -21,6 +21,9 @@ const repoRoot = path.resolve(__dirname, "..", "..");
 const STACK = "lab";
 const PROJECT = "registry-trust";
 const OURS = "registry-trust.io/control-plane-trust";
+/** Our ownership annotations on an object: one per stack (OURS.<hash of project/stack>), plus OURS from before ownership per stack. */
+const ownerships = (annotations: Record<string, string> | undefined) =>
+  Object.entries(annotations ?? {}).filter(([k]) => k === OURS || k.startsWith(`${OURS}.`)).map(([, v]) => JSON.parse(v) as { owner?: string; bundleHash: string });
 
 let engine: Engine;
 let lab: Lab;
@@ -166,7 +169,7 @@ describe("the lab stack under the real engine", () => {
 
     const { kcp, file } = await kcpFile(`${endpoint()}/ca.crt`);
     expect(file?.content).toBe(bundlePem);
-    expect(JSON.parse(kcp.metadata.annotations[OURS]).bundleHash).toBe(bundleHash);
+    expect(ownerships(kcp.metadata.annotations)).toEqual([expect.objectContaining({ bundleHash })]);
     // Other writers' files are still there, byte for byte.
     expect(kcp.spec.kubeadmConfigSpec.files.map((f: { path: string }) => f.path)).toEqual(expect.arrayContaining(["/etc/kubernetes/admission.yaml", "/etc/platform/motd", "/etc/platform/token"]));
     expect(kcp.status?.observedGeneration).toBeGreaterThanOrEqual(kcp.metadata.generation);
@@ -210,7 +213,7 @@ describe("the lab stack under the real engine", () => {
     for (let i = 0; i < lab.nodes.length; i++) expect(await nodeFiles(i)).toEqual([]);
     const { kcp, file } = await kcpFile(`${endpoint()}/ca.crt`);
     expect(file).toBeUndefined();
-    expect(kcp.metadata.annotations?.[OURS]).toBeUndefined();
+    expect(ownerships(kcp.metadata.annotations)).toEqual([]);
     expect(kcp.spec.kubeadmConfigSpec.files.map((f: { path: string }) => f.path)).toEqual(["/etc/kubernetes/admission.yaml", "/etc/platform/motd", "/etc/platform/token"]);
     const objs = clusterObjects(cluster.description);
     expect((await mdTemplate()).name).toBe(cluster.description.bootstrapTemplate);

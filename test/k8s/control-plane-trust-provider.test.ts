@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ControlPlaneTrustInputs } from "../../components/control-plane-trust-provider";
-import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
+import { FileEntry, OWNERSHIP_ANNOTATION, ownershipKey } from "../../core/kcp/plan";
 import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../support/pki";
 import { ApiServer } from "../../lab/apiserver";
@@ -86,6 +86,8 @@ test("create, diff, update and delete through the serialized provider against th
   ]);
   let now = await caFile();
   expect(now.files.find((f) => f.path.endsWith("ca.crt"))!.content).toBe(bundleA);
+  // Owned by the stack (the holder input), in its own annotation.
+  expect(JSON.parse(now.kcp.metadata.annotations![ownershipKey("registry-trust/test")])).toMatchObject({ owner: "registry-trust/test", bundleHash: bundleHash(bundleA) });
   expect(now.kcp.status!.observedGeneration).toBeGreaterThanOrEqual(c.outs.generation);
   expect(now.kcp.status).toMatchObject({ upToDateReplicas: 1, readyReplicas: 1, replicas: 1 });
   // Rolled out for real: the control plane's machine was replaced before create returned.
@@ -109,6 +111,7 @@ test("create, diff, update and delete through the serialized provider against th
   now = await caFile();
   expect(JSON.stringify(now.files)).toBe(others);
   expect(now.kcp.metadata.annotations?.[OWNERSHIP_ANNOTATION]).toBeUndefined();
+  expect(now.kcp.metadata.annotations?.[ownershipKey("registry-trust/test")]).toBeUndefined();
 });
 
 test("a missing KCP: create fails clearly, delete has nothing to remove", async () => {

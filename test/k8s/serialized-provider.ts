@@ -14,7 +14,7 @@ const run = promisify(execFile);
 const repoRoot = path.resolve(__dirname, "..", "..");
 const childEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
 
-export type ProviderMethod = "diff" | "create" | "update" | "delete";
+export type ProviderMethod = "diff" | "read" | "create" | "update" | "delete";
 
 /** The provider text the fixture prints, serialized under ts-node or tsx. */
 export async function serializeProvider(fixture: string, loader: "ts-node" | "tsx"): Promise<string> {

@@ -138,3 +138,64 @@ test("an ownership annotation edited by hand is refused, not guessed at", () => 
   expect(() => readOwnership(kcp(others, { [OWNERSHIP_ANNOTATION]: "{not json" }))).toThrow(/edited by hand/);
   expect(canonicalJson({ b: 1, a: { d: 1, c: 2 } })).toBe('{"a":{"c":2,"d":1},"b":1}');
 });
+
+describe("ownership per stack: two stacks writing one object keep each other's entries", () => {
+  const regA = [{ host: "registry-a.test", port: 5000, mirrorOf: [] as string[] }];
+  const regB = [{ host: "registry-b.test", port: 5443, mirrorOf: [] as string[] }];
+  const PEM2 = PEM.replace("MIIB", "MIIC");
+  const filesOf = (o: KcpObject): FileEntry[] => {
+    const spec = o.kind === "KubeadmConfigTemplate" ? (o.spec!.template as { spec: { files?: FileEntry[] } }).spec : o.spec!.kubeadmConfigSpec!;
+    return (spec.files ?? []) as FileEntry[];
+  };
+  const template = (files: FileEntry[]): KcpObject => ({ kind: "KubeadmConfigTemplate", metadata: { name: "md-0-base", namespace: "ns" }, spec: { template: { spec: { files } } } });
+
+  for (const [kind, make] of [["KubeadmControlPlane", (f: FileEntry[]) => kcp(f)], ["KubeadmConfigTemplate", template]] as const) {
+    test(`${kind}: B's write, A's rotation and B's removal each leave the other stack's entries as they were`, () => {
+      const a1 = desiredEntries("cp", { endpoints: regA, bundlePem: PEM });
+      const b1 = desiredEntries("cp", { endpoints: regB, bundlePem: PEM });
+      const a2 = desiredEntries("cp", { endpoints: regA, bundlePem: PEM2 });
+      let o = planMerge(make(others), a1, { version: "v1beta2", owner: "proj/a" }).update!;
+      o = planMerge(o, b1, { version: "v1beta2", owner: "proj/b" }).update!;
+      expect(filesOf(o)).toEqual([...others, ...a1.files, ...b1.files]);
+      expect(verifyEntries(o, a1, NOTHING.ownership, "proj/a")).toBeUndefined();
+      o = planMerge(o, a2, { version: "v1beta2", owner: "proj/a" }).update!;
+      expect(filesOf(o)).toEqual([...others, ...a2.files, ...b1.files]);
+      expect(verifyEntries(o, b1, NOTHING.ownership, "proj/b")).toBeUndefined();
+      o = planMerge(o, NOTHING, { version: "v1beta2", owner: "proj/b" }).update!;
+      expect(filesOf(o)).toEqual([...others, ...a2.files]);
+      expect(readOwnership(o, "proj/a").bundleHash).toBe(pemHash(PEM2));
+      expect(readOwnership(o, "proj/b")).toEqual(NOTHING.ownership);
+      o = planMerge(o, NOTHING, { version: "v1beta2", owner: "proj/a" }).update!;
+      expect(filesOf(o)).toEqual(others);
+      expect(Object.keys(o.metadata.annotations ?? {}).filter((k) => k.startsWith(OWNERSHIP_ANNOTATION))).toEqual([]);
+    });
+  }
+
+  test("a path another stack owns is refused naming that stack, and adopt takes it over from it", () => {
+    const a = desiredEntries("cp", { endpoints: regA, bundlePem: PEM });
+    const o = planMerge(kcp(others), a, { version: "v1beta2", owner: "proj/a" }).update!;
+    let err: unknown;
+    try {
+      planMerge(o, desiredEntries("cp", { endpoints: regA, bundlePem: PEM2 }), { version: "v1beta2", owner: "proj/b" });
+    } catch (e) {
+      err = e;
+    }
+    expect(isKcpError(err, "FOREIGN_FILE")).toBe(true);
+    expect((err as Error).message).toContain('registry-trust stack "proj/a"');
+    const taken = planMerge(o, desiredEntries("cp", { endpoints: regA, bundlePem: PEM2 }), { version: "v1beta2", owner: "proj/b", adopt: true }).update!;
+    expect(readOwnership(taken, "proj/a").paths).toEqual([]);
+    expect(readOwnership(taken, "proj/b").bundleHash).toBe(pemHash(PEM2));
+  });
+
+  test("entries recorded before ownership per stack (one unnamed annotation): a stack takes over the paths it writes, the rest stays recorded", () => {
+    const legacyA = desiredEntries("cp", { endpoints: regA, bundlePem: PEM });
+    const legacyB = desiredEntries("cp", { endpoints: regB, bundlePem: PEM });
+    const legacy = { ...legacyA.ownership, paths: [...legacyA.ownership.paths, ...legacyB.ownership.paths] };
+    const o = kcp([...others, ...legacyA.files, ...legacyB.files], { [OWNERSHIP_ANNOTATION]: JSON.stringify(legacy) });
+    const a2 = desiredEntries("cp", { endpoints: regA, bundlePem: PEM2 });
+    const after = planMerge(o, a2, { version: "v1beta2", owner: "proj/a" }).update!;
+    expect(filesOf(after)).toEqual([...others, ...a2.files, ...legacyB.files]);
+    expect(readOwnership(after).paths).toEqual(legacyB.ownership.paths);
+    expect(readOwnership(after, "proj/a").paths).toEqual(a2.ownership.paths);
+  });
+});

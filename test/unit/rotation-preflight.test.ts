@@ -76,14 +76,14 @@ describe("the previous rotation must be finished", () => {
     spec: { holderIdentity: holder, leaseDurationSeconds: duration, renewTime: microTime(Date.now() - renewedMsAgo) },
   });
 
-  test("a Lease renewed within its duration means a rotation is running: refused, naming holder and expiry", () => {
-    const findings = evaluatePreflight(generate([1]), live({ leases: [{ cluster: "mgmt", kind: "KubeadmControlPlane", target: kcpRef, lease: leaseOf("registry-trust/prod/run-7", 5_000) }] }));
+  test("a live Lease means a rotation is running: refused, naming the holder and when its Lease would count as expired", () => {
+    const findings = evaluatePreflight(generate([1]), live({ leases: [{ cluster: "mgmt", kind: "KubeadmControlPlane", target: kcpRef, lease: leaseOf("registry-trust/prod/run-7", 5_000), liveness: "live" }] }));
     expect(kinds(findings)).toEqual(["unfinished"]);
-    expect(findings[0].message).toMatch(/KubeadmControlPlane clusters\/cp in cluster mgmt is being changed right now: Lease clusters\/registry-trust-kcp-cp is held by "registry-trust\/prod\/run-7" .* valid until 20/);
+    expect(findings[0].message).toMatch(/KubeadmControlPlane clusters\/cp in cluster mgmt is being changed right now: Lease clusters\/registry-trust-kcp-cp is held by "registry-trust\/prod\/run-7".* nobody renews it for 30 s/);
   });
 
   test("an expired Lease (a run that died) does not block", () => {
-    expect(evaluatePreflight(generate([1]), live({ leases: [{ cluster: "mgmt", kind: "MachineDeployment", target: kcpRef, lease: leaseOf("x", 120_000) }] }))).toEqual([]);
+    expect(evaluatePreflight(generate([1]), live({ leases: [{ cluster: "mgmt", kind: "MachineDeployment", target: kcpRef, lease: leaseOf("x", 120_000), liveness: "expired" }] }))).toEqual([]);
   });
 
   /** A KCP carrying `bundlePem` as registry-trust writes it, at `generation`, with its rollout done or not. */
@@ -199,6 +199,80 @@ describe("live state that cannot be read", () => {
       cluster: () => ({ servedKcpVersions: () => never, getKcp: () => never, getLease: () => never, getSecret: () => never, servedVersions: () => never, getMachineDeployment: () => never, getTemplate: () => never, getConfigMap: () => never }),
       timeoutMs: 200,
     });
-    expect(state.unreachable).toEqual(["cluster blackhole: listing API versions in cluster blackhole: no answer within 200 ms"]);
+    expect(state.unreachable).toEqual(["MachineDeployment a/md in cluster blackhole: listing API versions in cluster blackhole: no answer within 200 ms"]);
+  });
+});
+
+describe("Lease liveness is judged as the sequencer judges it (core/kcp/lease.ts), never by renewTime against our clock", () => {
+  const target = { namespace: "a", name: "b" };
+  const plan = generate([1], { clusters: [{ name: "mgmt", controlPlanes: [target], machineDeployments: [] }] });
+  const kcp: KcpObject = { metadata: { namespace: "a", name: "b", generation: 1 }, spec: { replicas: 1 }, status: { observedGeneration: 1, replicas: 1, readyReplicas: 1, upToDateReplicas: 1, conditions: [{ type: "RollingOut", status: "False" }] } };
+  /** A reader whose Lease reads come from `leases`, one per call, the last one repeated. */
+  const reader = (leases: (LeaseObject | undefined)[]) => {
+    let reads = 0;
+    return {
+      reads: () => reads,
+      readers: {
+        fetchChain: async () => [],
+        leasePollMs: 50,
+        cluster: () => ({
+          servedKcpVersions: async () => ["v1beta2"],
+          getKcp: async () => kcp,
+          getLease: async () => leases[Math.min(reads++, leases.length - 1)],
+          getSecret: async () => undefined,
+          servedVersions: async () => ["v1beta2"],
+          getMachineDeployment: async () => kcp,
+          getTemplate: async () => undefined,
+          getConfigMap: async () => undefined,
+        }),
+      },
+    };
+  };
+  const lease = (renewTime: string, rv: string, duration = 1): LeaseObject => ({
+    metadata: { namespace: "a", name: "registry-trust-kcp-b", resourceVersion: rv },
+    spec: { holderIdentity: "registry-trust/prod/run-9", leaseDurationSeconds: duration, renewTime },
+  });
+
+  test("a writer whose clock is two minutes behind and who renews while we watch is live: refused", async () => {
+    const behind = (s: number) => microTime(Date.now() - 120_000 + s * 1000);
+    const r = reader([lease(behind(0), "10"), lease(behind(0), "10"), lease(behind(0.3), "11")]);
+    const findings = evaluatePreflight(plan, await readLiveState(plan, r.readers));
+    expect(kinds(findings)).toEqual(["unfinished"]);
+    expect(findings[0].message).toMatch(/KubeadmControlPlane a\/b in cluster mgmt is being changed right now: Lease a\/registry-trust-kcp-b is held by "registry-trust\/prod\/run-9"/);
+  });
+
+  test("a Lease left by a dead run whose clock was ahead (renewTime in our future) is expired once unchanged for its duration: not refused", async () => {
+    const r = reader([lease(microTime(Date.now() + 600_000), "10")]);
+    const started = Date.now();
+    const state = await readLiveState(plan, r.readers);
+    expect(evaluatePreflight(plan, state)).toEqual([]);
+    // Judged by our own observation: it took the Lease's whole duration (1 s) of watching.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    expect(r.reads()).toBeGreaterThan(1);
+  });
+});
+
+describe("one failed read does not hide the others", () => {
+  test("each object is read and reported on its own", async () => {
+    const plan = generate([1], { clusters: [{ name: "mgmt", controlPlanes: [{ namespace: "a", name: "broken" }, { namespace: "a", name: "fine" }], machineDeployments: [{ namespace: "a", name: "md-0" }] }] });
+    const failing = Object.assign(new Error("etcdserver: request timed out"), { code: 500 });
+    const kcp = (name: string): KcpObject => ({ metadata: { namespace: "a", name, generation: 1 }, spec: { replicas: 1 }, status: { observedGeneration: 1, replicas: 1, readyReplicas: 1, upToDateReplicas: 1, conditions: [{ type: "RollingOut", status: "False" }] } });
+    const md: KcpObject = { metadata: { namespace: "a", name: "md-0", generation: 1 }, spec: { replicas: 1, template: { spec: { bootstrap: { configRef: { apiGroup: "bootstrap.cluster.x-k8s.io", kind: "KubeadmConfigTemplate", name: "md-0-base" } } } } }, status: { observedGeneration: 1, replicas: 1, readyReplicas: 1, upToDateReplicas: 1 } };
+    const state = await readLiveState(plan, {
+      fetchChain: async () => [],
+      cluster: () => ({
+        servedKcpVersions: async () => ["v1beta2"],
+        getKcp: async (ref) => { if (ref.name === "broken") throw failing; return kcp(ref.name); },
+        getLease: async () => undefined,
+        getSecret: async () => undefined,
+        servedVersions: async () => ["v1beta2"],
+        getMachineDeployment: async () => md,
+        getTemplate: async (ref) => ({ metadata: { namespace: "a", name: ref.name } }),
+        getConfigMap: async () => undefined,
+      }),
+    });
+    expect(state.unreachable).toEqual(["KubeadmControlPlane a/broken in cluster mgmt: etcdserver: request timed out"]);
+    expect(state.controlPlanes.map((c) => c.ref.name)).toEqual(["fine"]);
+    expect(state.machineDeployments.map((m) => m.ref.name)).toEqual(["md-0"]);
   });
 });
