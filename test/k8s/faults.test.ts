@@ -16,7 +16,7 @@ import { isTransient, rolloutState } from "../../core/kcp/rollout";
 import { leaseRef } from "../../core/kcp/lease";
 import { FileEntry } from "../../core/kcp/plan";
 import { SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";

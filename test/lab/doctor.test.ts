@@ -12,7 +12,7 @@ import { NodeScriptInput } from "../../core/node/types";
 import { Lab, startLab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { CliResult, cli } from "../support/cli";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 // Each doctor run is a tsx start, an ssh session, the probe and a crictl pull: on a loaded
 // 2-core machine a test with three runs has taken 36 s.

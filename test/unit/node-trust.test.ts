@@ -4,10 +4,10 @@ import { readFileSync } from "node:fs";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { join } from "node:path";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { spawnSync } from "node:child_process";
 import { REPO } from "../support/stack-files";
-import { valueOf } from "../support/tls-mocks";
+import { valueOf } from "../../lab/tls-mocks";
 
 type MockArgs = pulumi.runtime.MockResourceArgs;
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";

@@ -8,7 +8,7 @@ import { isServingCertificateSource, servingSanProblem } from "../../core/policy
 import { hostKeyProblems } from "../../core/policy/ssh-host-keys";
 import { stackFacts } from "../../core/policy/stack-facts";
 import { CERTIFICATE_TYPES, DEFAULT_VALIDITY_LIMITS, validityProblem } from "../../core/policy/validity";
-import { TlsMocks, valueOf } from "../support/tls-mocks";
+import { TlsMocks, valueOf } from "../../lab/tls-mocks";
 
 /*
  * The rules run on the inputs the real components register (RegistryPki, NodeTrust), captured through
@@ -119,7 +119,7 @@ describe("NodeTrust's remote.Command connections", () => {
         sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nunit\n-----END OPENSSH PRIVATE KEY-----\n",
         // A lab's opt-out: the unpinned hops reach the Commands, where the policy must name them.
         requireHostKeys: false,
-        // The mocked nodes run none of their checks (test/support/tls-mocks.ts): this test is about the connections.
+        // The mocked nodes run none of their checks (lab/tls-mocks.ts): this test is about the connections.
         allowUnverified: true,
       }, { transformations: [capture] });
       return [pki, trust];

@@ -2,7 +2,7 @@
 // which inputs secret). The generated script runs over real SSH against the lab registry in
 // test/lab/serving-host-files.test.ts; the Secret is applied to a real apiserver in test/k8s/rotation-preflight.test.ts.
 import * as pulumi from "@pulumi/pulumi";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const registered: pulumi.runtime.MockResourceArgs[] = [];

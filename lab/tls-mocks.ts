@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { OS_STORES } from "../../core/node/os-stores";
-import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
-import { Issued, KeyKind, TestPki, genKey } from "./pki";
+import { OS_STORES } from "../core/node/os-stores";
+import { NODE_REPORT_PREFIX, NodeReport } from "../core/node/types";
+import { Issued, KeyKind, TestPki, genKey } from "./openssl-pki";
 
 type MockArgs = pulumi.runtime.MockResourceArgs;
 
