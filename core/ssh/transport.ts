@@ -146,3 +146,74 @@ export function probeHostKey(opts: ProbeOptions): Promise<ProbeResult> {
     });
   });
 }
+
+export interface TunnelOptions {
+  /** The bastion to log in to. */
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  /** The private key the command plugin logs in with (PEM or OpenSSH format); kept in memory only. */
+  readonly privateKey: string;
+  /** The bastion's pinned key blob: a bastion presenting another key is not logged in to. */
+  readonly hostKey?: Buffer;
+  /** Host key algorithms offered to the bastion (the pin's type, or every supported one). */
+  readonly hostKeyAlgorithms: readonly string[];
+  /** Where the bastion is to forward the channel: the node behind it. */
+  readonly to: { readonly host: string; readonly port: number };
+  readonly timeoutMs: number;
+}
+
+export interface Tunnel {
+  /** The forwarded channel: SSH to the node is spoken over it (ProbeOptions.sock). */
+  readonly stream: Duplex;
+  close(): void;
+}
+
+/**
+ * Logs in to a bastion and opens a direct-tcpip channel to the node behind it, as the command plugin's
+ * `connection.proxy` does; runs nothing on the bastion. Rejects naming what failed (host key, login,
+ * forwarding, deadline) and closes the bastion connection then.
+ */
+export function openTunnel(opts: TunnelOptions): Promise<Tunnel> {
+  return new Promise<Tunnel>((resolve, reject) => {
+    const client = new Client();
+    let done = false;
+    let keyRefused = false;
+    const settle = (err: Error | undefined, stream?: Duplex) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        client.end();
+        reject(err);
+      } else resolve({ stream: stream!, close: () => client.end() });
+    };
+    const timer = setTimeout(() => settle(new Error(`the bastion did not open a channel to ${opts.to.host}:${opts.to.port} within ${opts.timeoutMs / 1000} s`)), opts.timeoutMs);
+    client.on("ready", () => {
+      client.forwardOut("127.0.0.1", 0, opts.to.host, opts.to.port, (err, stream) => {
+        if (err) return settle(new Error(`the bastion refused to forward to ${opts.to.host}:${opts.to.port}: ${err.message}`));
+        settle(undefined, stream);
+      });
+    });
+    client.on("error", (e: Error & { level?: string }) => {
+      if (keyRefused) return settle(new Error("the bastion presented another host key than the pin"));
+      if (e.level === "client-authentication") return settle(new Error(`cannot log in to the bastion as ${opts.user} with the SSH private key (${e.message})`));
+      settle(new Error(`the bastion connection failed: ${e.message}`));
+    });
+    client.on("close", () => settle(new Error("the bastion closed the connection")));
+    try {
+      client.connect({
+        host: opts.host, port: opts.port, username: opts.user, privateKey: opts.privateKey, readyTimeout: 0,
+        ident: "registry_trust_precheck",
+        algorithms: { serverHostKey: [...opts.hostKeyAlgorithms] as ServerHostKeyAlgorithm[] },
+        hostVerifier: (key: Buffer) => {
+          keyRefused = opts.hostKey !== undefined && !key.equals(opts.hostKey);
+          return !keyRefused;
+        },
+      });
+    } catch (e) {
+      // ssh2 throws synchronously for a key it cannot parse; its message says nothing secret.
+      settle(new Error(`the SSH private key cannot be used to log in to the bastion: ${(e as Error).message}`));
+    }
+  });
+}
