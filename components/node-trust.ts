@@ -44,7 +44,7 @@ export interface NodeTrustArgs {
   readonly dialErrorLimit?: number;
   /** Seconds per dial attempt; bounds the TCP connect only, as upstream's plugin does. @default 15 */
   readonly perDialTimeoutSeconds?: number;
-  /** Seconds the program-side SSH pre-check gives each node or bastion (TCP, banner, host key), in preview and up; 0 skips it. @default 10 */
+  /** Seconds the program-side SSH pre-check gives each node or bastion (TCP, banner, host key; with sshPrivateKey also each node through its bastion), in preview and up; 0 skips it. @default 10 */
   readonly sshPrecheckSeconds?: number;
 }
 
