@@ -90,7 +90,7 @@ function declaredChecks(script: string): string[] {
 }
 
 /** Mock inputs carry secrets in their wire form ({sig, value}); the mocked providers need the plain value. */
-function unwrapSecrets(v: any): any {
+export function unwrapSecrets(v: any): any {
   if (Array.isArray(v)) return v.map(unwrapSecrets);
   if (v && typeof v === "object") {
     if (v[SECRET_SIG] !== undefined && "value" in v) return unwrapSecrets(v.value);
