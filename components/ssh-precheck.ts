@@ -51,6 +51,17 @@ export function sshGate(args: SshGateArgs, resource: pulumi.Resource): pulumi.Ou
   };
   if (args.privateKey === undefined || !args.targets.some((t) => t.behind)) return pulumi.output(check());
   // The key stays a secret everywhere else; here it only logs in to bastions, and the gate's value (true)
-  // carries nothing of it.
-  return pulumi.unsecret(pulumi.output(args.privateKey).apply((k) => check(k)));
+  // carries nothing of it. The check runs on a plain promise, as above, not inside an apply: a failure then
+  // fails the Commands' inputs the same way (an error thrown in an apply leaves the program waiting).
+  return pulumi.output(plainValue(args.privateKey).then(check));
+}
+
+/** The value of an Input, or undefined when unknown (a preview with a key computed by another resource). */
+function plainValue(input: pulumi.Input<string>): Promise<string | undefined> {
+  const o = pulumi.output(input);
+  return new Promise((resolve) => {
+    o.apply((v) => resolve(v));
+    // An apply's callback never runs on an unknown value; the Output says so on its isKnown promise.
+    (o as unknown as { isKnown: Promise<boolean> }).isKnown.then((known) => known || resolve(undefined), () => resolve(undefined));
+  });
 }
