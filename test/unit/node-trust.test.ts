@@ -112,7 +112,9 @@ function runIsolated(args: NodeTrustArgs): { registered: string[]; results: Reco
     const t = new NodeTrust("t", ${JSON.stringify(args)});
     const results: Record<string, unknown> = {};
     for (const [n, o] of Object.entries(t.nodeResults)) (o as pulumi.Output<unknown>).apply((v) => (results[n] = v));
-    setTimeout(() => console.log(JSON.stringify({ registered: registered.sort(), results, errors: [...new Set(errors)] })), 1500);
+    // Printed once the program has finished (nothing left on the event loop), not after a guessed delay that
+    // would drop a late failure (as test/support/mock-program.ts does).
+    process.once("beforeExit", () => console.log(JSON.stringify({ registered: registered.sort(), results, errors: [...new Set(errors)] })));
   `);
   // The program fails (exit status non-zero) exactly when a resource fails; its last line says how.
   const run = spawnSync(process.execPath, [join(REPO, "node_modules", "tsx", "dist", "cli.mjs"), program], { cwd: REPO, encoding: "utf8" });
