@@ -51,8 +51,8 @@ export function sshGate(args: SshGateArgs, resource: pulumi.Resource): pulumi.Ou
   };
   if (args.privateKey === undefined || !args.targets.some((t) => t.behind)) return pulumi.output(check());
   // The key stays a secret everywhere else; here it only logs in to bastions, and the gate's value (true)
-  // carries nothing of it. The check runs on a plain promise, as above, not inside an apply: a failure then
-  // fails the Commands' inputs the same way (an error thrown in an apply leaves the program waiting).
+  // carries nothing of it. The check runs on a plain promise, as above, not inside an apply of the secret,
+  // so that a failure reaches the Commands' inputs exactly as it does without a key.
   return pulumi.output(plainValue(args.privateKey).then(check));
 }
 
