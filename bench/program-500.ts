@@ -8,7 +8,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { TlsMocks } from "../test/support/tls-mocks";
+import { TlsMocks } from "../lab/tls-mocks";
 
 const REPO = join(__dirname, "..");
 

@@ -44,7 +44,7 @@ export interface NodeTrustArgs {
   readonly dialErrorLimit?: number;
   /** Seconds per dial attempt; bounds the TCP connect only, as upstream's plugin does. @default 15 */
   readonly perDialTimeoutSeconds?: number;
-  /** Seconds the program-side SSH pre-check gives each node or bastion (TCP, banner, host key), in preview and up; 0 skips it. @default 10 */
+  /** Seconds the program-side SSH pre-check gives each node or bastion (TCP, banner, host key; with sshPrivateKey also each node through its bastion), in preview and up; 0 skips it. @default 10 */
   readonly sshPrecheckSeconds?: number;
 }
 
@@ -82,14 +82,19 @@ export class NodeTrust extends pulumi.ComponentResource {
     }
     const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
     // The plugin bounds neither the SSH handshake nor anything through a bastion: every directly dialled hop
-    // is checked first, and no node's Command is registered before all passed.
+    // (and, with sshPrivateKey, every node through its bastion) is checked first, and no node's Command is
+    // registered before all passed.
     const gate = sshGate({
       owner: `NodeTrust ${name}`,
       targets: args.nodes.map((n): PrecheckTarget => (n.proxy
-        ? { name: `node ${n.name}`, role: "bastion", hop: { host: n.proxy.host, port: n.proxy.port, hostKey: n.proxy.hostKey } }
+        ? {
+          name: `node ${n.name}`, role: "bastion", hop: { host: n.proxy.host, port: n.proxy.port, hostKey: n.proxy.hostKey },
+          behind: { node: { host: n.host, port: n.port, hostKey: n.hostKey }, user: n.proxy.user },
+        }
         : { name: `node ${n.name}`, role: "node", hop: { host: n.host, port: n.port, hostKey: n.hostKey } })),
       agentSocket: args.agentSocketPath ?? process.env.SSH_AUTH_SOCK,
       seconds: args.sshPrecheckSeconds ?? DEFAULT_PRECHECK_SECONDS,
+      privateKey,
     }, this);
     const scripts = new ScriptCache(args);
     const commands: Record<string, command.remote.Command> = {};

@@ -26,15 +26,17 @@ export interface SshGateArgs {
   readonly agentSocket?: string;
   /** Per-hop deadline; 0 skips the pre-check. */
   readonly seconds: number;
+  /** The private key the command plugin logs in with: lets the pre-check reach nodes behind a bastion. */
+  readonly privateKey?: pulumi.Input<string>;
 }
 
 export function sshGate(args: SshGateArgs, resource: pulumi.Resource): pulumi.Output<true> {
   if (args.seconds <= 0 || args.targets.length === 0 || underMocks()) return pulumi.output(true as const);
   const timeoutMs = args.seconds * 1000;
-  const check = async (): Promise<true> => {
+  const check = async (privateKey?: string): Promise<true> => {
     const [agentProblem, failures] = await Promise.all([
       args.agentSocket ? checkAgentSocket(args.agentSocket, Math.min(timeoutMs, 5000)) : Promise.resolve(undefined),
-      precheckHops(args.targets, { timeoutMs }),
+      precheckHops(args.targets, { timeoutMs, privateKey }),
     ]);
     const lines: string[] = [];
     if (agentProblem) {
@@ -47,5 +49,19 @@ export function sshGate(args: SshGateArgs, resource: pulumi.Resource): pulumi.Ou
     }
     return true;
   };
-  return pulumi.output(check());
+  if (args.privateKey === undefined || !args.targets.some((t) => t.behind)) return pulumi.output(check());
+  // The key stays a secret everywhere else; here it only logs in to bastions, and the gate's value (true)
+  // carries nothing of it. The check runs on a plain promise, as above, not inside an apply of the secret,
+  // so that a failure reaches the Commands' inputs exactly as it does without a key.
+  return pulumi.output(plainValue(args.privateKey).then(check));
+}
+
+/** The value of an Input, or undefined when unknown (a preview with a key computed by another resource). */
+function plainValue(input: pulumi.Input<string>): Promise<string | undefined> {
+  const o = pulumi.output(input);
+  return new Promise((resolve) => {
+    o.apply((v) => resolve(v));
+    // An apply's callback never runs on an unknown value; the Output says so on its isKnown promise.
+    (o as unknown as { isKnown: Promise<boolean> }).isKnown.then((known) => known || resolve(undefined), () => resolve(undefined));
+  });
 }

@@ -7,13 +7,8 @@
 # KUBE_APISERVER_BIN + ETCD_BIN, or a KUBEBUILDER_ASSETS directory holding both.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# Environment overrides the pinned versions.
-pinned_k8s="$(sed -n 's/^K8S_VERSION=//p' "$here/k8s-binaries.env")"
-pinned_capi="$(sed -n 's/^CAPI_VERSION=//p' "$here/k8s-binaries.env")"
-K8S_VERSION="${K8S_VERSION:-$pinned_k8s}"
-CAPI_VERSION="${CAPI_VERSION:-$pinned_capi}"
-CACHE="${REGISTRY_TRUST_CACHE:-$HOME/.cache/registry-trust}"
+# K8S_VERSION, CAPI_VERSION, CACHE; k8s_module and k8s_ldflags.
+source "$(dirname "${BASH_SOURCE[0]}")/k8s-module.sh"
 bin_dir="$CACHE/k8s/$K8S_VERSION"
 crd_dir="$CACHE/capi/$CAPI_VERSION"
 
@@ -57,55 +52,14 @@ build_binaries() {
   work="$(mktemp -d "$CACHE/k8s/.build-$K8S_VERSION-XXXXXX")"
   trap 'rm -rf "$work"' EXIT
 
-  local info gomod goversion minor staging
-  info="$(go list -m -json "k8s.io/kubernetes@$K8S_VERSION")"
-  gomod="$(sed -n 's/^\t"GoMod": "\(.*\)",\?$/\1/p' <<<"$info")"
-  goversion="$(sed -n 's/^\t"GoVersion": "\(.*\)",\?$/\1/p' <<<"$info")"
-  minor="$(cut -d. -f2 <<<"${K8S_VERSION#v}")"
-  # k8s.io/kubernetes points its staging modules at ./staging; outside that repo they resolve only to
-  # their published tags, which are v0.<minor>.<patch> for Kubernetes v1.<minor>.<patch>.
-  staging="$(sed -n 's#^\t\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$gomod")"
-  if [[ -z "$staging" ]]; then
-    echo "k8s-binaries: found no staging replace directives in $gomod" >&2
-    exit 1
-  fi
-  {
-    echo "module registry-trust.local/k8s-binaries"
-    echo
-    echo "go $goversion"
-    echo
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    echo
-    echo "replace ("
-    while read -r m; do echo "	$m => $m v0.${K8S_VERSION#v1.}"; done <<<"$staging"
-    echo ")"
-  } >"$work/go.mod"
-  # A file that is never compiled but makes `go mod tidy` resolve both commands' full dependency graphs.
-  cat >"$work/tools.go" <<'GO'
-//go:build tools
+  k8s_module "$work" go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver
 
-package tools
-
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-)
-GO
-  log "resolving modules for Kubernetes $K8S_VERSION (go $goversion)"
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy)
-
-  local etcd_version date ldflags pkg
+  local etcd_version date
   etcd_version="$(cd "$work" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  ldflags="-s -w"
-  # Without these the apiserver reports v0.0.0 and derives a nonsense emulation version from it.
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-  done
   mkdir -p "$work/out"
   log "building kube-apiserver $K8S_VERSION (cold: many minutes on 2 cores)"
-  (cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "$ldflags" \
+  (cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "$(k8s_ldflags "$date")" \
     -o "$work/out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
   log "building etcd $etcd_version after $(elapsed)"
   (cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "-s -w" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the lab's real node and control loops — kubelet, kube-controller-manager, kube-scheduler — from
-# the same Go module graph as the lab's kube-apiserver (scripts/k8s-binaries.sh: the same wrapper module
+# the same Go module graph as the lab's kube-apiserver (scripts/k8s-module.sh, shared with k8s-binaries.sh: the same wrapper module
 # around k8s.io/kubernetes $K8S_VERSION with every staging module replaced by its published v0.<minor>.<patch>,
 # the same version ldflags), into a cache outside the repo:
 #   ${REGISTRY_TRUST_CACHE:-~/.cache/registry-trust}/k8s/<K8S_VERSION>/node/{kubelet,kube-controller-manager,kube-scheduler,VERSIONS}
@@ -12,10 +12,8 @@
 # --print-dir: print the output directory for the pinned version (whether built or not) and exit.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-pinned_k8s="$(sed -n 's/^K8S_VERSION=//p' "$here/k8s-binaries.env")"
-K8S_VERSION="${K8S_VERSION:-$pinned_k8s}"
-CACHE="${REGISTRY_TRUST_CACHE:-$HOME/.cache/registry-trust}"
+# K8S_VERSION, CACHE; k8s_module and k8s_ldflags, shared with scripts/k8s-binaries.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/k8s-module.sh"
 out_dir="$CACHE/k8s/$K8S_VERSION/node"
 names=(kubelet kube-controller-manager kube-scheduler)
 
@@ -64,54 +62,15 @@ fi
 work="$(mktemp -d "$CACHE/k8s/.build-node-$K8S_VERSION-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# The wrapper module, generated exactly as scripts/k8s-binaries.sh generates it.
-info="$(go list -m -json "k8s.io/kubernetes@$K8S_VERSION")"
-gomod="$(sed -n 's/^\t"GoMod": "\(.*\)",\?$/\1/p' <<<"$info")"
-goversion="$(sed -n 's/^\t"GoVersion": "\(.*\)",\?$/\1/p' <<<"$info")"
-minor="$(cut -d. -f2 <<<"${K8S_VERSION#v}")"
-staging="$(sed -n 's#^\t\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$gomod")"
-if [[ -z "$staging" ]]; then
-  echo "kubelet-binaries: found no staging replace directives in $gomod" >&2
-  exit 1
-fi
-{
-  echo "module registry-trust.local/k8s-binaries"
-  echo
-  echo "go $goversion"
-  echo
-  echo "require k8s.io/kubernetes $K8S_VERSION"
-  echo
-  echo "replace ("
-  while read -r m; do echo "	$m => $m v0.${K8S_VERSION#v1.}"; done <<<"$staging"
-  echo ")"
-} >"$work/go.mod"
 # The apiserver's and etcd's imports stay, so `go mod tidy` selects the very graph the apiserver was built from.
-cat >"$work/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
-log "resolving modules for Kubernetes $K8S_VERSION (go $goversion)"
-(cd "$work" && GOFLAGS=-mod=mod go mod tidy)
+k8s_module "$work" go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver \
+  k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet
 
 date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-done
 mkdir -p "$work/out"
 log "building ${names[*]} $K8S_VERSION (cold: many minutes on 2 cores)"
 # One go build for the three commands, so the packages they share compile once.
-(cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "$ldflags" -o "$work/out/" \
+(cd "$work" && CGO_ENABLED=0 nice -n 10 go build -pgo=off -trimpath -ldflags "$(k8s_ldflags "$date")" -o "$work/out/" \
   k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
 printf 'kubernetes=%s\ngo=%s\nbuilt=%s\nbuild_seconds=%s\n' "$K8S_VERSION" "$(go env GOVERSION)" "$date" "$(( $(date +%s) - start ))" \
   >"$work/out/VERSIONS"

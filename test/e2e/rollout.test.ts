@@ -17,7 +17,7 @@ import * as path from "node:path";
 import YAML from "yaml";
 import { startLab, type Lab } from "../../lab/lab";
 import { parsePemCertificates } from "../../core/x509/pem";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { Engine, offlineEngine } from "./engine";
 
 jest.setTimeout(1_800_000);

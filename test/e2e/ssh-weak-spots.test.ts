@@ -2,9 +2,9 @@
  * The command plugin's weak spots (upstream pulumi-command 1.2.1, which ours follows: docs/pulumi-engine.md)
  * and how NodeTrust defends against them, under the real engine with a real lab node next to the bad one.
  * Each case must end in a failure that names the bad node, with nothing run on the healthy node, within the
- * jest timeout: without the defences, the silent host and the hung bastion would hang forever (the plugin
- * bounds neither the SSH handshake nor anything through a bastion), and an RSA pin or a stale agent socket
- * would fail every run. Needs root, the lab's packages and the built engine, like node-trust-engine.test.ts.
+ * jest timeout: without the defences, the silent host, the hung bastion and the silent node behind a bastion
+ * would hang forever (the plugin bounds neither the SSH handshake nor anything through a bastion), and an RSA
+ * pin or a stale agent socket would fail every run. Needs root, the lab's packages and the built engine, like node-trust-engine.test.ts.
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -141,6 +141,16 @@ describe("lab cases: each fails naming the node, touching nothing, within the je
       name: "behind-hung-bastion", host: healthy.host, port: healthy.port, user: "root", os: "auto", runtimes: ["containerd"], hostKey: healthy.hostKey,
       proxy: { host: "127.0.0.1", port, user: "root", hostKey: healthy.hostKey },
     }, "behind-hung-bastion");
+  });
+
+  test("a node behind a healthy bastion that accepts the tunnel and never answers: the pre-check fails it through the bastion", async () => {
+    // Upstream opens the tunnel and waits for the node's banner without a bound: this run would hang for good.
+    const port = await silentHost();
+    const err = await expectRefused("hung-behind-bastion", {
+      name: "silent-behind-bastion", host: "127.0.0.1", port, user: "root", os: "auto", runtimes: ["containerd"], hostKey: healthy.hostKey,
+      proxy: { host: healthy.host, port: healthy.port, user: "root", hostKey: healthy.hostKey },
+    }, "silent-behind-bastion");
+    expect(err).toContain(`127.0.0.1:${port} through its bastion ${healthy.host}:${healthy.port}`);
   });
 
   describe("a stale agent socket (SSH_AUTH_SOCK pointing at a missing path)", () => {

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type { ControlPlaneTrustInputs } from "../../components/control-plane-trust-provider";
 import { FileEntry, OWNERSHIP_ANNOTATION, ownershipKey } from "../../core/kcp/plan";
 import { bundleHash } from "../../core/x509/bundle";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles } from "./kcp-support";

@@ -6,7 +6,7 @@
  */
 import * as k8s from "@kubernetes/client-node";
 import { renderDaemonSet } from "../../core/bootstrap/daemonset";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer, startApiServer } from "../../lab/apiserver";
 
 jest.setTimeout(120_000);

@@ -16,7 +16,7 @@ import { isTransient, rolloutState } from "../../core/kcp/rollout";
 import { leaseRef } from "../../core/kcp/lease";
 import { FileEntry } from "../../core/kcp/plan";
 import { SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";
@@ -132,12 +132,14 @@ test("apiserver restarted while the sequencer waits for the rollout: the wait sa
     options("stack/restart-1", events, { lease: { durationSeconds: 30, retryMs: 50, waitTimeoutMs: 20_000 }, rollout: { timeoutMs: 240_000, pollMs: 100 } }));
   await waitFor("the rollout wait", async () => events.some((e) => e.phase === "rollout"), 20_000);
   const start = await stopApiServer();
-  await sleep(1_500);
+  // Down until the wait has met the outage (rather than for a fixed time it may not have polled in).
+  const outage = (e: SequencerEvent) => e.phase === "rollout" && /cannot read KubeadmControlPlane default\/fault-restart-control-plane/.test(e.message);
+  await waitFor("the rollout wait to report the unavailable apiserver", async () => events.some(outage), 20_000);
   await start();
   const result = await run;
 
   expect(result.written).toBe(true);
-  const unavailable = events.filter((e) => e.phase === "rollout" && /cannot read KubeadmControlPlane default\/fault-restart-control-plane/.test(e.message));
+  const unavailable = events.filter(outage);
   expect(unavailable.length).toBeGreaterThanOrEqual(1);
   expect(unavailable[0].message).toMatch(/ECONNREFUSED|connection refused|socket hang up|ECONNRESET|503/);
   expect(unavailable[0].message).toMatch(/retrying until the rollout deadline/);

@@ -8,7 +8,7 @@ import { isKcpError, KcpErrorCode } from "../../core/kcp/errors";
 import { FileEntry, readOwnership } from "../../core/kcp/plan";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { until } from "../support/until";
 import { ApiServer, startApiServer } from "../../lab/apiserver";
 import { caBundles, fastOptions } from "./kcp-support";

@@ -15,7 +15,7 @@ import { leaseRef, microTime } from "../../core/kcp/lease";
 import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { applyControlPlaneTrust } from "../../core/kcp/apply";
 import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../../core/kcp/sequencer";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { until } from "../support/until";
 import { ApiServer, startApiServer } from "../../lab/apiserver";
 import { caBundles, expectTrustEntries, fastOptions, slowWriter } from "./kcp-support";

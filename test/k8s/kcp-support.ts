@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { parse as parseToml } from "smol-toml";
 import { KcpApi } from "../../core/kcp/api";
 import { FileEntry } from "../../core/kcp/plan";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 
 

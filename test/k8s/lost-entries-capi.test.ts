@@ -14,7 +14,7 @@ import { FileEntry } from "../../core/kcp/plan";
 import { KubeObject, MD_GROUP, MD_PLURAL } from "../../core/workers/api";
 import { WorkerEvent, WorkerOptions, writeWorkerTrust } from "../../core/workers/sequencer";
 import { bundleHash } from "../../core/x509/bundle";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles, fastOptions } from "./kcp-support";

@@ -17,7 +17,7 @@ import { LiveReaders, PreflightPlan, clientNodeClusterReader, evaluatePreflight,
 import { recordManifest } from "../../core/rotation/record";
 import { BUNDLE_ANNOTATION, servingSecretManifest } from "../../core/rotation/serving-secret";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 import { until } from "../support/until";
 import { rolloutState } from "../../core/kcp/rollout";
 import { ApiServer } from "../../lab/apiserver";

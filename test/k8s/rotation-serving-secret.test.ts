@@ -13,7 +13,7 @@ import { ServingCertificate } from "../../components/serving-certificate";
 import { BUNDLE_ANNOTATION } from "../../core/rotation/serving-secret";
 import { parsePemCertificates } from "../../core/x509/pem";
 import { Engine, offlineEngine } from "../e2e/engine";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 import { ApiServer, startApiServer } from "../../lab/apiserver";
 
 jest.setTimeout(300_000);

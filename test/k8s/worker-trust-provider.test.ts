@@ -8,7 +8,7 @@ import type { WorkerTrustInputs } from "../../components/worker-trust-provider";
 import { FileEntry } from "../../core/kcp/plan";
 import { configRefName } from "../../core/workers/template";
 import { bundleHash } from "../../core/x509/bundle";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles } from "./kcp-support";

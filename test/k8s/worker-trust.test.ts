@@ -11,7 +11,7 @@ import { FileEntry, OWNERSHIP_ANNOTATION } from "../../core/kcp/plan";
 import { removeWorkerTrust, WorkerEvent, WorkerOptions, writeWorkerTrust } from "../../core/workers/sequencer";
 import { BASE_ANNOTATION, configRefName, MD_LABEL } from "../../core/workers/template";
 import { CapiVersion, clientNodeWorkerApi, MD_GROUP, MD_PLURAL, WorkerApi } from "../../core/workers/api";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { until } from "../support/until";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { caBundles, expectTrustEntries, fastOptions } from "./kcp-support";

@@ -4,6 +4,8 @@
  * node. Chains the lab registry cannot show (expired, not yet valid, wrong name, missing intermediate)
  * are served by Node's TLS server on 127.0.0.1, which the nodes reach as registry.test:<port>.
  */
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
 import { AddressInfo } from "node:net";
 import { Server, createServer } from "node:tls";
 import { DoctorReport } from "../../core/doctor/analyze";
@@ -12,7 +14,8 @@ import { NodeScriptInput } from "../../core/node/types";
 import { Lab, startLab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { CliResult, cli } from "../support/cli";
-import { Issued, TestPki } from "../support/pki";
+import { until } from "../support/until";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 // Each doctor run is a tsx start, an ssh session, the probe and a crictl pull: on a loaded
 // 2-core machine a test with three runs has taken 36 s.
@@ -53,7 +56,14 @@ async function doctor(node: LabNode, registry = key, image: string | null = `${r
 const serious = (r: Run) => r.report!.findings.filter((f) => f.severity === "error" || f.severity === "risk");
 const codes = (r: Run) => serious(r).map((f) => f.code);
 const sh = (node: LabNode, cmd: string, stdin?: string) => node.exec(cmd, { stdin });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A process's start time in seconds since the epoch, computed as core/doctor/dump.ts does from /proc. */
+function procStartSeconds(pid: number): number {
+  const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "utf8"))![1]);
+  // Fields after the command name (which may hold spaces); starttime is field 22, the 20th after it.
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ");
+  const clk = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+  return btime + Number(fields[19]) / clk;
+}
 
 async function install(node: LabNode, input: Partial<NodeScriptInput>): Promise<void> {
   const script = renderNodeScript({
@@ -107,7 +117,10 @@ describe("the lab registry, nodes broken in one way each", () => {
     const node = lab.nodes[1];
     // The failing pull makes containerd load the OS store (Go does so once, at its first verification).
     await expect(node.cri().pullImage(lab.registry.image)).rejects.toThrow(X509_UNKNOWN);
-    await sleep(1500);
+    // The doctor dates containerd's start as /proc does (boot time in whole seconds plus the process's start
+    // ticks), so it may place it up to a second late: the CA goes in only once the clock has passed that.
+    const startedAt = procStartSeconds(node.containerdPid());
+    await until("the clock to pass containerd's start as /proc dates it", 5_000, async () => (Date.now() / 1000 > startedAt + 1 ? true : undefined));
     expect((await sh(node, "cat > /usr/local/share/ca-certificates/lab-registry.crt && update-ca-certificates", lab.registry.caPem)).code).toBe(0);
     const pid = node.containerdPid();
 

@@ -151,13 +151,13 @@ test("incident 1, protocol: two quick rotations under the real KCP controller an
     preflightVerdict(evaluatePreflight(plan, await readLiveState(plan, readers), { pem: bundlePem, hash: bundleHash(bundlePem) }), false);
 
   const sampler = new PullSampler(lab);
-  await sleep(400);
+  await sampler.untilEachNode("a pull that succeeds before the rotation", (s) => !s.error);
   const bundle2 = await bundleFor(gens[1]);
   expect((await preflight(bundle2)).error).toBeUndefined();
   const first = rotate(gens[1], bundle2);
   first.catch(() => undefined);
-  // The second rotation starts 100 ms later (and once the first holds the KCP's Lease, which it takes at once).
-  await Promise.all([sleep(100), waitUntil(() => events.some((e) => e.holder === "stack/rotate-g2" && e.phase === "lease-acquired"))]);
+  // The second rotation starts once the first holds the KCP's Lease (which it takes at once).
+  await waitUntil(() => events.some((e) => e.holder === "stack/rotate-g2" && e.phase === "lease-acquired"));
   const refused = await preflight(await bundleFor(gens[2]));
   mark("G3 refused");
   expect(refused.error).toMatch(new RegExp("^Rotation preflight refused; nothing was changed:\n  - unfinished: KubeadmControlPlane default/incident-protocol-control-plane in cluster mgmt " +
@@ -167,7 +167,8 @@ test("incident 1, protocol: two quick rotations under the real KCP controller an
   const bundle3 = await bundleFor(gens[2]);
   expect((await preflight(bundle3)).error).toBeUndefined();
   const r3 = await rotate(gens[2], bundle3);
-  await sleep(600);
+  const g3Served = marks.find((m) => m.what === "G3 served")!.at;
+  await sampler.untilEachNode("a pull begun after G3 is served", (s) => s.start >= g3Served);
   const samples = await sampler.stop();
   const at = (what: string) => marks.find((m) => m.what === what)!.at;
 
@@ -213,28 +214,37 @@ test("incident 1, naive: read-modify-write without retry or Lease and an immedia
   // What the incident's tooling did for each rotation: read the KCP, put the new bundle into the docker CA
   // file, PUT the object back (it carries the resourceVersion it was read with: custom resources refuse an
   // update without one), log a failure and carry on, and switch the registry's certificate right away.
-  const naive = async (g: Generation) => {
+  // The two runs overlapped: the second read the KCP before the first wrote it (the tool issued the new
+  // serving certificate between its read and its write). The interleaving is forced, not left to timing.
+  const naive = async (g: Generation, hooks: { read?: () => void; beforeWrite?: Promise<void>; written?: () => void }) => {
     const bundlePem = bundleOf(g.n, g.n - 1);
     const kcp = await api.getKcp(target, VERSION);
+    hooks.read?.();
     const spec = kcp.spec!.kubeadmConfigSpec!;
     const files = (spec.files as FileEntry[]).map((f) => (f.path === caEntry(kcp)!.path ? { ...f, content: bundlePem } : f));
-    // The tool issued the new serving certificate between its read and its write.
-    await sleep(150);
+    await hooks.beforeWrite;
     try {
       await api.replaceKcp(target, VERSION, { ...kcp, spec: { ...kcp.spec, kubeadmConfigSpec: { ...spec, files } } });
       mark(`G${g.n} KCP written`);
     } catch (e) {
       lost.push(apiMessage(e));
+    } finally {
+      hooks.written?.();
     }
     await lab.registry.serve(g.certPem, g.keyPem);
     mark(`G${g.n} served`);
   };
 
   const sampler = new PullSampler(lab);
-  await sleep(400);
-  const first = naive(gens[1]);
-  await sleep(100);
-  await Promise.all([first, naive(gens[2])]);
+  await sampler.untilEachNode("a pull that succeeds before the rotations", (s) => !s.error);
+  let secondRead!: () => void;
+  let firstWritten!: () => void;
+  const secondHasRead = new Promise<void>((r) => (secondRead = r));
+  const firstHasWritten = new Promise<void>((r) => (firstWritten = r));
+  await Promise.all([
+    naive(gens[1], { beforeWrite: secondHasRead, written: firstWritten }),
+    naive(gens[2], { read: secondRead, beforeWrite: firstHasWritten }),
+  ]);
   // Control-plane machines get their trust from the KCP: once it has rolled out, each node carries what
   // the KCP's files entry says, as a machine created from it would.
   const kcp = await api.getKcp(target, VERSION);
@@ -245,7 +255,8 @@ test("incident 1, naive: read-modify-write without retry or Lease and an immedia
   // kubeadm writes the files without checking them against the registry: no TLS probe here.
   for (const node of lab.nodes) await installOnNode(lab, node, kcpBundle, { probeTls: false });
   mark("nodes from KCP");
-  await sleep(800);
+  const nodesDone = marks.find((m) => m.what === "nodes from KCP")!.at;
+  await sampler.untilEachNode("a pull begun after the nodes took the KCP's bundle", (s) => s.start >= nodesDone);
   const samples = await sampler.stop();
 
   // The incident's 409, not retried: the KCP is left with a stale bundle while the registry serves G3.

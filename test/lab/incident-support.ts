@@ -108,8 +108,10 @@ export class PullSampler {
   readonly samples: PullSample[] = [];
   private stopped = false;
   private readonly loops: Promise<void>[];
+  private readonly nodes: string[];
 
   constructor(lab: Lab, nodes: readonly LabNode[] = lab.nodes, maxPerNode = 2_000, pauseMs = 20) {
+    this.nodes = nodes.map((n) => n.name);
     this.loops = nodes.map(async (node) => {
       const cri = node.cri();
       try {
@@ -127,6 +129,16 @@ export class PullSampler {
         cri.close();
       }
     });
+  }
+
+  /** Waits until every sampled node has a sample that `matches` (a condition, not a guessed duration). */
+  async untilEachNode(what: string, matches: (s: PullSample) => boolean, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const missing = () => this.nodes.filter((n) => !this.samples.some((s) => s.node === n && matches(s)));
+    while (missing().length > 0) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} on ${missing().join(", ")}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   async stop(): Promise<PullSample[]> {

@@ -2,7 +2,7 @@ import { AddressInfo } from "node:net";
 import { Server, createServer } from "node:tls";
 import { cli } from "../support/cli";
 import { goVerify } from "../support/goverify";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 /*
  * A TLS server on 127.0.0.1 that serves a leaf followed by 100 intermediates sharing one subject, each

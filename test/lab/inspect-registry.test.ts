@@ -1,6 +1,6 @@
 import { Lab, startLab } from "../../lab/lab";
 import { cli } from "../support/cli";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 // `inspect` and `check` against the lab's real registry (Debian docker-registry, distribution v2).
 let lab: Lab;

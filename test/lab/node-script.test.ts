@@ -11,7 +11,7 @@ import { parseNodeReport, renderNodeScript } from "../../core/node/render";
 import { NodeReport, NodeScriptInput } from "../../core/node/types";
 import { Lab, startLab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const X509 = "x509: certificate signed by unknown authority";
 let lab: Lab;

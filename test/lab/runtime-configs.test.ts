@@ -24,7 +24,7 @@ import { NodeReport, NodeScriptInput } from "../../core/node/types";
 import { Lab, startLab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { CONTAINERD2_CASES, CONTAINERD_CASES, ContainerdCase, corpusPath, RANCHER_CASES, UNTOUCHED_CASES } from "../fixtures/runtime-configs/corpus";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 jest.setTimeout(180_000);
 const CERTS = "/etc/containerd/certs.d";

@@ -15,7 +15,7 @@ import { chainFromDer, waitUntilServed } from "../../core/rotation/served";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { parsePemCertificates } from "../../core/x509/pem";
 import { startLab, REGISTRY_HOST, type Lab } from "../../lab/lab";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 jest.setTimeout(120_000);
 

@@ -8,7 +8,7 @@
 import "./network-guard";
 import * as pulumi from "@pulumi/pulumi";
 import { resolve } from "node:path";
-import { TlsMocks } from "./tls-mocks";
+import { TlsMocks } from "../../lab/tls-mocks";
 
 const mocks = new TlsMocks();
 const { config = {}, secretKeys = [] } = JSON.parse(process.env.MOCK_CONFIG ?? "{}");

@@ -1,5 +1,5 @@
 import { cli } from "../support/cli";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

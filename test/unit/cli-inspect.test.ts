@@ -3,7 +3,7 @@ import { AddressInfo } from "node:net";
 import { Server, createServer } from "node:tls";
 import { parsePemCertificates } from "../../core/x509/pem";
 import { cli } from "../support/cli";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 /*
  * inspect against real TLS servers on loopback (Node's TLS server, serving whatever chain a scenario

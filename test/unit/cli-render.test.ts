@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { renderNodeScript } from "../../core/node/render";
 import { cli } from "../support/cli";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

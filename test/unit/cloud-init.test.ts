@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { CloudInitInput, renderCloudInit } from "../../core/bootstrap/cloud-init";
 import { NodeScriptError, renderNodeScript } from "../../core/node/render";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 const dir = mkdtempSync(join(tmpdir(), "registry-trust-cloud-init-"));

@@ -3,7 +3,7 @@
 // themselves are checked in daemonset.test.ts, on the real apiserver and on a lab node.
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { until } from "../support/until";
 
 const registered: pulumi.runtime.MockResourceArgs[] = [];

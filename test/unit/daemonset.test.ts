@@ -1,7 +1,7 @@
 /** The DaemonSet manifests: structure, privileges, tolerations, and refusal of an image on a trusted registry. */
 import { checkDaemonSetImage, DaemonSetImageError, DaemonSetInput, imageRegistry, renderDaemonSet } from "../../core/bootstrap/daemonset";
 import { NodeScriptError, renderNodeScript } from "../../core/node/render";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

@@ -15,7 +15,7 @@ import { renderProbeScript } from "../../core/doctor/probe-script";
 import { DoctorTarget, TargetError, parseImage, parseNode, parseRegistry } from "../../core/doctor/target";
 import { sshArgs } from "../../cli/doctor";
 import { main } from "../../cli/main";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 const tmp = mkdtempSync(join(tmpdir(), "rt-doctor-"));

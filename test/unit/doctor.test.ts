@@ -10,7 +10,7 @@ import { DumpError, parseDump } from "../../core/doctor/dump";
 import { Finding, rankFindings } from "../../core/doctor/findings";
 import { DUMP_END, DUMP_HEADER } from "../../core/doctor/probe-script";
 import { parsePemCertificates } from "../../core/x509/pem";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

@@ -2,7 +2,7 @@
 // refusals at program time). The provider itself runs against the real apiserver in
 // test/k8s/control-plane-trust-provider.test.ts.
 import * as pulumi from "@pulumi/pulumi";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { runProgram } from "../support/run-program";
 
 const registered: pulumi.runtime.MockResourceArgs[] = [];

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const LIB = path.join(__dirname, "..", "..", "core", "node", "lib.sh");
 const MARK = "# Managed by registry-trust (owner t)";

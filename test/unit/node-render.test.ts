@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expectedChecks, NodeScriptError, parseNodeReport, rancherRegistries, renderNodeScript } from "../../core/node/render";
 import { NodeScriptInput } from "../../core/node/types";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

@@ -4,10 +4,10 @@ import { readFileSync } from "node:fs";
 import { NodeConfig, RegistryEndpoint } from "../../core/config/model";
 import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { join } from "node:path";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { spawnSync } from "node:child_process";
 import { REPO } from "../support/stack-files";
-import { valueOf } from "../support/tls-mocks";
+import { valueOf } from "../../lab/tls-mocks";
 
 type MockArgs = pulumi.runtime.MockResourceArgs;
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -112,7 +112,9 @@ function runIsolated(args: NodeTrustArgs): { registered: string[]; results: Reco
     const t = new NodeTrust("t", ${JSON.stringify(args)});
     const results: Record<string, unknown> = {};
     for (const [n, o] of Object.entries(t.nodeResults)) (o as pulumi.Output<unknown>).apply((v) => (results[n] = v));
-    setTimeout(() => console.log(JSON.stringify({ registered: registered.sort(), results, errors: [...new Set(errors)] })), 1500);
+    // Printed once the program has finished (nothing left on the event loop), not after a guessed delay that
+    // would drop a late failure (as test/support/mock-program.ts does).
+    process.once("beforeExit", () => console.log(JSON.stringify({ registered: registered.sort(), results, errors: [...new Set(errors)] })));
   `);
   // The program fails (exit status non-zero) exactly when a resource fails; its last line says how.
   const run = spawnSync(process.execPath, [join(REPO, "node_modules", "tsx", "dist", "cli.mjs"), program], { cwd: REPO, encoding: "utf8" });

@@ -8,7 +8,7 @@ import { isServingCertificateSource, servingSanProblem } from "../../core/policy
 import { hostKeyProblems } from "../../core/policy/ssh-host-keys";
 import { stackFacts } from "../../core/policy/stack-facts";
 import { CERTIFICATE_TYPES, DEFAULT_VALIDITY_LIMITS, validityProblem } from "../../core/policy/validity";
-import { TlsMocks, valueOf } from "../support/tls-mocks";
+import { TlsMocks, unwrapSecrets, valueOf } from "../../lab/tls-mocks";
 
 /*
  * The rules run on the inputs the real components register (RegistryPki, NodeTrust), captured through
@@ -22,16 +22,6 @@ afterAll(() => mocks.pki.cleanup());
 // Imported after setMocks so that the SDK is in mock mode when the component modules load.
 import { NodeTrust } from "../../components/node-trust";
 import { RegistryPki } from "../../components/registry-pki";
-
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-function unwrap(v: any): any {
-  if (Array.isArray(v)) return v.map(unwrap);
-  if (v && typeof v === "object") {
-    if (v[SECRET_SIG] !== undefined && "value" in v) return unwrap(v.value);
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrap(x)]));
-  }
-  return v;
-}
 
 const registries: RegistryEndpoint[] = [{ host: "registry.test", port: 5000, mirrorOf: [] }, { host: "10.0.0.5", port: 443, mirrorOf: [] }];
 const serving: ServingConfig = { mode: "generate", keyAlgorithm: "ECDSA-P256", validityDays: 90, renewBeforeDays: 30, hasKey: false };
@@ -55,7 +45,7 @@ async function stack(build: (capture: pulumi.ResourceTransformation) => pulumi.R
   for (const s of seen) {
     const urn = await valueOf(s.resource.urn);
     const registered = mocks.resources.find((m) => m.type === s.type && m.name === s.name);
-    if (registered) views.push({ type: s.type, name: s.name, urn, props: unwrap(registered.inputs) });
+    if (registered) views.push({ type: s.type, name: s.name, urn, props: unwrapSecrets(registered.inputs) });
   }
   return views;
 }
@@ -119,7 +109,7 @@ describe("NodeTrust's remote.Command connections", () => {
         sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nunit\n-----END OPENSSH PRIVATE KEY-----\n",
         // A lab's opt-out: the unpinned hops reach the Commands, where the policy must name them.
         requireHostKeys: false,
-        // The mocked nodes run none of their checks (test/support/tls-mocks.ts): this test is about the connections.
+        // The mocked nodes run none of their checks (lab/tls-mocks.ts): this test is about the connections.
         allowUnverified: true,
       }, { transformations: [capture] });
       return [pki, trust];

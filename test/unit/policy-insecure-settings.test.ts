@@ -3,7 +3,7 @@ import { RegistryEndpoint, Runtime } from "../../core/config/model";
 import { renderNodeScript } from "../../core/node/render";
 import { insecureSettings } from "../../core/policy/insecure-settings";
 import { UNKNOWN } from "../../core/policy/resources";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

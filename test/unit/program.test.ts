@@ -20,7 +20,7 @@ describe("index.ts under mocks", () => {
 
   // The committed stacks name registries and clusters that do not exist here: the rotation preflight may
   // only warn about them (test/unit/rotation-program.test.ts covers its refusals).
-  // The mocked nodes run none of their checks (test/support/tls-mocks.ts): these tests are about the program.
+  // The mocked nodes run none of their checks (lab/tls-mocks.ts): these tests are about the program.
   const offline = (stack: string) => engineConfig({ ...stackValues(stack), preflightAllowUnreachable: true, allowUnverifiedNodes: true });
 
   // The committed stacks reach nodes through the SSH agent; under mocks only its presence matters.

@@ -6,7 +6,7 @@ import { GeneratedCaConfig, ServingConfig } from "../../core/config/model";
 import { parsePemCertificates } from "../../core/x509/pem";
 import { verifyServing } from "../../core/x509/verify";
 import { runProgram } from "../support/run-program";
-import { TlsMocks, valueOf } from "../support/tls-mocks";
+import { TlsMocks, valueOf } from "../../lab/tls-mocks";
 
 const mocks = new TlsMocks();
 pulumi.runtime.setMocks(mocks, "registry-trust", "unit", false);

@@ -15,7 +15,7 @@ import { progressLine, summaryText } from "../../core/rollout/report";
 import { sampleNodes } from "../../core/rollout/sample";
 import { newState, ResumeError, RolloutState, startPoint } from "../../core/rollout/state";
 import { parsePemCertificates } from "../../core/x509/pem";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { cli } from "../support/cli";
 
 const FILE = "/repo/rollout.yaml";

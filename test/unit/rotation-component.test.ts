@@ -2,13 +2,18 @@
 // which inputs secret). The generated script runs over real SSH against the lab registry in
 // test/lab/serving-host-files.test.ts; the Secret is applied to a real apiserver in test/k8s/rotation-preflight.test.ts.
 import * as pulumi from "@pulumi/pulumi";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
+import { until } from "../support/until";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const registered: pulumi.runtime.MockResourceArgs[] = [];
+/** The gates the test had opened when each resource was registered: an ordering recorded by the mock, not guessed from time. */
+const opened = new Set<string>();
+const openAtRegistration = new Map<string, string[]>();
 pulumi.runtime.setMocks({
   newResource(args) {
     registered.push(args);
+    openAtRegistration.set(args.name, [...opened]);
     return { id: `${args.name}-id`, state: { ...args.inputs, stdout: "installed\n", metadata: { ...args.inputs.metadata, resourceVersion: "7" } } };
   },
   call: () => ({}),
@@ -25,7 +30,8 @@ const pki = new TestPki();
 afterAll(() => pki.cleanup());
 const leaf = pki.leaf(pki.root("Component CA G1"));
 const HASH = "ab".repeat(32);
-const settle = () => new Promise((r) => setTimeout(r, 200));
+/** Waits until the mock saw a resource named `name` registered, and returns it. */
+const registration = (name: string) => until(`${name} registered`, 10_000, async () => registered.find((r) => r.name === name));
 const isSecret = (v: unknown) => typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG] !== undefined;
 
 /** A stand-in for NodeTrust etc.: a resource the switch must come after. */
@@ -55,11 +61,13 @@ test("hostFiles: one Command, after trust, registered only once trust resolved; 
   const distributed = pulumi.output(new Promise<string>((r) => (release = r)));
   const c = capture();
   new ServingCertificate("switch", base({ after: [upstream], distributed: [distributed] }), { transformations: c.transformations });
-  await settle();
-  expect(registered.filter((r) => r.name === "switch-files")).toEqual([]);
+  // The gate opens only once the component itself is registered, which its children's registrations wait for:
+  // a Command not gated on trust would have been on its way before this.
+  await registration("switch");
+  opened.add("switch trust");
   release("all nodes verified");
-  await settle();
-  const cmd = registered.find((r) => r.name === "switch-files")!;
+  const cmd = await registration("switch-files");
+  expect(openAtRegistration.get("switch-files")).toContain("switch trust");
   expect(cmd.type).toBe("command:remote:Command");
   expect(c.opts.get("switch-files")?.dependsOn).toEqual([upstream]);
   expect(c.opts.get("switch-files")?.retainOnDelete).toBe(true);
@@ -79,8 +87,7 @@ test("kubernetesSecret: a kubernetes.io/tls Secret with secret data and the rota
   const sc = new ServingCertificate("tls", base({
     target: { kind: "kubernetesSecret", cluster: "mgmt", namespace: "registry", name: "registry-tls", verifyTimeoutSeconds: 0 }, after: [upstream],
   }), { transformations: c.transformations });
-  await settle();
-  const secret = registered.find((r) => r.name === "tls-secret")!;
+  const secret = await registration("tls-secret");
   expect(secret.type).toBe("kubernetes:core/v1:Secret");
   expect(secret.inputs.type).toBe("kubernetes.io/tls");
   expect(secret.inputs.metadata).toMatchObject({
@@ -94,11 +101,12 @@ test("kubernetesSecret: a kubernetes.io/tls Secret with secret data and the rota
 });
 
 test("a reload command with shell syntax is refused before anything is registered", async () => {
-  const before = registered.length;
-  expect(() => new ServingCertificate("bad", base({ target: { ...hostFiles, reloadCommand: ["kill", "$(pidof registry)"] } })))
+  const c = capture();
+  expect(() => new ServingCertificate("bad", base({ target: { ...hostFiles, reloadCommand: ["kill", "$(pidof registry)"] } }), { transformations: c.transformations }))
     .toThrow('reload command words with shell syntax: "$(pidof registry)"');
-  await settle();
-  expect(registered.slice(before)).toEqual([]);
+  // Transformations run synchronously in every resource's constructor, the component's own included:
+  // none ran, so no resource was constructed and none can be registered later.
+  expect([...c.opts.keys()]).toEqual([]);
 });
 
 test("the rotation record: a ConfigMap per namespace, written only once the rotation completed, after the switch", async () => {
@@ -108,11 +116,13 @@ test("the rotation record: a ConfigMap per namespace, written only once the rota
   const completed = pulumi.output(new Promise<string>((r) => (complete = r)));
   const c = capture();
   new RotationRecord("rotation", { clusters: [{ name: "mgmt", namespaces: ["clusters", "workers"], provider }], bundleHash: HASH, completed: [completed], after: [sw] }, { transformations: c.transformations });
-  await settle();
-  expect(registered.filter((r) => r.type === "kubernetes:core/v1:ConfigMap")).toEqual([]);
+  await registration("rotation");
+  opened.add("rotation completed");
   complete("served");
-  await settle();
+  await registration("rotation-mgmt-workers");
+  await registration("rotation-mgmt-clusters");
   const maps = registered.filter((r) => r.type === "kubernetes:core/v1:ConfigMap");
+  for (const m of maps) expect(openAtRegistration.get(m.name)).toContain("rotation completed");
   expect(maps.map((m) => [m.name, m.inputs.metadata.namespace, m.inputs.metadata.name, m.inputs.data[RECORD_KEY]])).toEqual([
     ["rotation-mgmt-clusters", "clusters", recordName("registry-trust/unit"), HASH],
     ["rotation-mgmt-workers", "workers", recordName("registry-trust/unit"), HASH],

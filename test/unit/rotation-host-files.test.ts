@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certHash, hostFilesCommandLine, hostFilesScript } from "../../core/rotation/host-files";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 const dir = mkdtempSync(join(tmpdir(), "rt-hostfiles-"));

@@ -8,7 +8,7 @@ import { LiveState, PreflightPlan, evaluatePreflight, preflightVerdict, readLive
 import { issuingGeneration } from "../../core/rotation/served";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { parsePemCertificates } from "../../core/x509/pem";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 const pki = new TestPki();
 afterAll(() => pki.cleanup());

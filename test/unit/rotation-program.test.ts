@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { runProgram } from "../support/run-program";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 
 jest.setTimeout(120_000);
 
@@ -47,7 +47,7 @@ const base = () => ({
   caGeneration: 2,
   caRetainGenerations: 1,
   nodes: [{ name: "n1", host: "127.0.0.11", hostKey: HOST_KEY }],
-  // The mocked node runs none of its checks (test/support/tls-mocks.ts): this test is about the program.
+  // The mocked node runs none of its checks (lab/tls-mocks.ts): this test is about the program.
   allowUnverifiedNodes: true,
 });
 const agent = { SSH_AUTH_SOCK: "/run/user/0/ssh-agent.sock" };

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../../core/config/issues";
 import { parseStackConfig } from "../../core/config/validate";
-import { TestPki } from "../support/pki";
+import { TestPki } from "../../lab/openssl-pki";
 import { REPO, rawFrom, stackValues } from "../support/stack-files";
 
 const parse = (values: Record<string, unknown>, secretKeys: string[] = []) => parseStackConfig(rawFrom(values, secretKeys), { baseDir: REPO });

@@ -4,7 +4,7 @@ import { parsePemCertificates } from "../../core/x509/pem";
 import { ProblemCode } from "../../core/x509/problems";
 import { Verdict, verifyServing } from "../../core/x509/verify";
 import { goVerify, reasonOf } from "../support/goverify";
-import { Issued, TestPki } from "../support/pki";
+import { Issued, TestPki } from "../../lab/openssl-pki";
 
 const DAY = 86_400_000;
 const pki = new TestPki();

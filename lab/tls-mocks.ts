@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { OS_STORES } from "../../core/node/os-stores";
-import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
-import { Issued, KeyKind, TestPki, genKey } from "./pki";
+import { OS_STORES } from "../core/node/os-stores";
+import { NODE_REPORT_PREFIX, NodeReport } from "../core/node/types";
+import { Issued, KeyKind, TestPki, genKey } from "./openssl-pki";
 
 type MockArgs = pulumi.runtime.MockResourceArgs;
 
@@ -90,7 +90,7 @@ function declaredChecks(script: string): string[] {
 }
 
 /** Mock inputs carry secrets in their wire form ({sig, value}); the mocked providers need the plain value. */
-function unwrapSecrets(v: any): any {
+export function unwrapSecrets(v: any): any {
   if (Array.isArray(v)) return v.map(unwrapSecrets);
   if (v && typeof v === "object") {
     if (v[SECRET_SIG] !== undefined && "value" in v) return unwrapSecrets(v.value);

@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /*
- * Real certificates for tests, made with the openssl CLI at test time. `openssl ca` is used for every
- * certificate (self-signed ones too) because it is the one openssl command that takes explicit
+ * Real certificates for tests and for the benchmarks' mocks (lab/tls-mocks.ts), made with the openssl CLI
+ * when asked for. It lives in lab/ so that bench/ need not import test/ (design.md §7). `openssl ca` is used
+ * for every certificate (self-signed ones too) because it is the one openssl command that takes explicit
  * start/end dates, extension sets and digests together.
  */
 
