@@ -1,5 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { gzipSync } from "node:zlib";
 import { NodeConfig, RegistryEndpoint } from "../core/config/model";
 import { hostProblem, portProblem } from "../core/endpoint";
 import { expectedChecks, parseNodeReport, renderNodeScript } from "../core/node/render";
@@ -104,11 +105,11 @@ export class NodeTrust extends pulumi.ComponentResource {
           throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
         }
       });
-      const lines = rendered.apply((r) => nodeCommandLines(node.user, r.hash, r.remove));
+      const lines = rendered.apply((r) => nodeCommand(node.user, r.hash, r.install, r.remove));
       const cmd = new command.remote.Command(`${name}-${node.name}`, {
         connection: this.connection(node, args, privateKey, gate),
         create: lines.create,
-        stdin: rendered.apply((r) => r.install),
+        stdin: lines.stdin,
         delete: lines.delete,
         // No `update` and no `triggers`. In @pulumi/command 1.2.x `triggers` is replaceOnChanges: a new bundle
         // would create a new Command (install) and then run the old one's delete, the remove script, wiping
@@ -217,18 +218,35 @@ export class NodeTrust extends pulumi.ComponentResource {
 }
 
 /**
- * The command lines a node's Command runs; they carry no host, bundle or other configured text except the
- * validated hex hash and base64. The install script travels on stdin. The hash is on the create line only
- * so a preview diff shows which bundle the node moves to. `delete` runs later with the *stored* inputs,
- * when stdin still holds the install script, so the remove script rides inside the delete line itself.
+ * What a node's Command runs; the lines carry no host, bundle or other configured text except the validated
+ * hex hash and base64. The install script travels on stdin, gzipped and base64-encoded: the provider keeps
+ * stdin and delete in the checkpoint twice (as input and as output) for every node, so their size is the
+ * state's size per node (issue 16). The hash is on the create line only so a preview diff shows which bundle
+ * the node moves to. `delete` runs later with the *stored* inputs, when stdin still holds the install
+ * script, so the remove script rides inside the delete line itself. Nodes need gzip and base64 (coreutils,
+ * busybox); without gzip the line fails naming it rather than running an empty script.
  */
-export function nodeCommandLines(user: string, bundleHash: string, removeScript: string): { create: string; delete: string } {
+export function nodeCommand(user: string, bundleHash: string, installScript: string, removeScript: string): { create: string; stdin: string; delete: string } {
   if (!SHA256_HEX.test(bundleHash)) throw new Error(`bundleHash must be 64 lowercase hex digits (sha256), got "${bundleHash}"`);
   const shell = user === "root" ? "sh -s" : "sudo -n sh -s";
+  const needGzip = "{ command -v gzip >/dev/null || { echo 'registry-trust: the node needs gzip' >&2; exit 127; }; }";
+  const unpack = `base64 -d | gzip -dc | ${shell}`;
   return {
-    create: `${shell} # registry-trust bundle sha256:${bundleHash}`,
-    delete: `printf '%s' '${Buffer.from(removeScript).toString("base64")}' | base64 -d | ${shell}`,
+    create: `${needGzip} && ${unpack} # registry-trust bundle sha256:${bundleHash}`,
+    stdin: packScript(installScript),
+    delete: `${needGzip} && printf '%s' '${packScript(removeScript)}' | ${unpack}`,
   };
+}
+
+/**
+ * gzip (level 9) then base64. The header's OS byte is set to 255 ("unknown"): zlib writes the platform
+ * that compressed, and the same stack run from another OS must not see every node's stdin change. A
+ * different zlib producing other bytes would only re-run the (idempotent) install once on every node.
+ */
+export function packScript(script: string): string {
+  const gz = gzipSync(Buffer.from(script, "utf8"), { level: 9 });
+  gz[9] = 0xff;
+  return gz.toString("base64");
 }
 
 /**

@@ -6,6 +6,7 @@ import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { join } from "node:path";
 import { TestPki } from "../support/pki";
 import { spawnSync } from "node:child_process";
+import { gunzipSync } from "node:zlib";
 import { REPO } from "../support/stack-files";
 import { valueOf } from "../support/tls-mocks";
 
@@ -64,6 +65,9 @@ afterAll(() => pki.cleanup());
 // Imported after setMocks so that the SDK is in mock mode when the component module loads.
 import { NodeTrust, NodeTrustArgs } from "../../components/node-trust";
 import { renderNodeScript } from "../../core/node/render";
+
+/** What the node's create line feeds to sh: base64, then gzip. */
+const unpack = (packed: string): string => gunzipSync(Buffer.from(packed, "base64")).toString("utf8");
 
 const root = pki.root("Node Trust Unit CA");
 const bundlePem = root.certPem;
@@ -167,16 +171,16 @@ describe("NodeTrust", () => {
     await settled;
     const [a, b, c] = mocks.commands("nt");
     const hash = sha256(bundlePem);
-    expect(a.inputs.create).toBe(`sh -s # registry-trust bundle sha256:${hash}`);
-    expect(b.inputs.create).toBe(`sudo -n sh -s # registry-trust bundle sha256:${hash}`);
-    expect(a.inputs.stdin).toBe(renderNodeScript({ os: "debian", runtimes: ["containerd"], registries, bundlePem, action: "install", allowRuntimeRestart: true, probeTls: true }));
-    expect(c.inputs.stdin).toBe(renderNodeScript({ os: "rhel", runtimes: ["containerd", "crio"], registries, bundlePem, action: "install", allowRuntimeRestart: true, probeTls: true }));
+    expect(a.inputs.create).toMatch(new RegExp(` base64 -d \\| gzip -dc \\| sh -s # registry-trust bundle sha256:${hash}$`));
+    expect(b.inputs.create).toMatch(new RegExp(` base64 -d \\| gzip -dc \\| sudo -n sh -s # registry-trust bundle sha256:${hash}$`));
+    expect(unpack(a.inputs.stdin)).toBe(renderNodeScript({ os: "debian", runtimes: ["containerd"], registries, bundlePem, action: "install", allowRuntimeRestart: true, probeTls: true }));
+    expect(unpack(c.inputs.stdin)).toBe(renderNodeScript({ os: "rhel", runtimes: ["containerd", "crio"], registries, bundlePem, action: "install", allowRuntimeRestart: true, probeTls: true }));
     const certBody = bundlePem.split("\n")[1];
     for (const r of [a, b, c]) {
       for (const line of [r.inputs.create, r.inputs.delete]) {
         expect(line).not.toContain("registry.test");
         expect(line).not.toContain(certBody);
-        expect(line).toMatch(/^[A-Za-z0-9 #:|'%./=+-]+$/);
+        expect(line).toMatch(/^[A-Za-z0-9 #:|'%./=+&>{};-]+$/);
       }
     }
   });
@@ -184,12 +188,12 @@ describe("NodeTrust", () => {
   test("delete carries the remove script itself (stdin then still holds the install script)", async () => {
     await settled;
     const [a, b] = mocks.commands("nt");
-    const m = /^printf '%s' '([A-Za-z0-9+/=]+)' \| base64 -d \| sh -s$/.exec(a.inputs.delete);
+    const m = / printf '%s' '([A-Za-z0-9+/=]+)' \| base64 -d \| gzip -dc \| sh -s$/.exec(a.inputs.delete);
     expect(m).not.toBeNull();
-    expect(Buffer.from(m![1], "base64").toString()).toBe(
+    expect(unpack(m![1])).toBe(
       renderNodeScript({ os: "debian", runtimes: ["containerd"], registries, bundlePem, action: "remove", allowRuntimeRestart: true, probeTls: true }),
     );
-    expect(b.inputs.delete).toMatch(/ \| base64 -d \| sudo -n sh -s$/);
+    expect(b.inputs.delete).toMatch(/ \| base64 -d \| gzip -dc \| sudo -n sh -s$/);
   });
 
   test("no triggers (they replace: install new, then the old one's remove); previous output not pushed into the env", async () => {
