@@ -86,12 +86,17 @@ const PROGRESS = /^\s*\S*\s*([\w-]+:[\w/.-]+:[\w-]+)\s+(\S+)\s+(\w+)\b/;
 export class ProgressTimer {
   private readonly started = new Map<string, number>();
   readonly steps: StepTiming[] = [];
+  /** When the last refresh step ended and the first other step started (performance.now()). */
+  refreshEnd?: number;
+  firstStep?: number;
 
   line(text: string, now = performance.now()): void {
     const m = PROGRESS.exec(text);
     const w = m && WORDS[m[3]];
     if (!m || !w) return;
     const key = `${m[1]} ${m[2]} ${w[0]}`;
+    if (w[0] === "refresh" && w[1]) this.refreshEnd = now;
+    if (w[0] !== "refresh" && !w[1]) this.firstStep ??= now;
     if (!w[1]) {
       if (!this.started.has(key)) this.started.set(key, now);
     } else if (this.started.has(key)) {

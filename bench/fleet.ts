@@ -7,7 +7,8 @@
  *   rotate   caGeneration 2: every node's Command updated in place, then the serving switch;
  *   baseline the rotation's own scripts (read from the checkpoint) sent with plain ssh to the same nodes from
  *            the same pre-rotation state, with the engine's parallelism;
- *   noop     nothing changed; destroy (every node's remove script).
+ *   noop     nothing changed; then noop-tso, the same with PULUMI_NODEJS_TRANSPILE_ONLY=true (what the
+ *            per-up type-check of the program costs); destroy (every node's remove script).
  * Last line: `fleet nodes=N install_s=… rotate_s=… noop_s=… baseline_rotate_s=… ratio=… engine_rss_mib=…
  * state_kib=… state_kib_per_node=… restarts=0`. Targets (issue 16): ratio ≤ 1.5, noop of 50 nodes ≤ 15 s,
  * restarts 0, ≤ 20 KB of state per node. Needs root, the lab's packages and the built engine.
@@ -31,7 +32,16 @@ const REPO = path.resolve(__dirname, "..");
 const STACK = "lab";
 const NODE_COMMAND = "command:remote:Command";
 
-interface UpFigures { seconds: number; steps: StepTiming[]; rssMiB: number; saves: number; writtenBytes: number }
+interface UpFigures {
+  seconds: number;
+  steps: StepTiming[];
+  rssMiB: number;
+  saves: number;
+  writtenBytes: number;
+  /** Seconds from the start to the end of the refresh, and to the first step after it (the program's evaluation up to its first changed resource). */
+  refreshS?: number;
+  firstStepS?: number;
+}
 
 class Fleet {
   private readonly stacksDir: string;
@@ -55,12 +65,12 @@ class Fleet {
   }
 
   /** One `pulumi up` (or destroy) with its progress lines timed, the engine's tree sampled, checkpoint saves counted. */
-  async run(verb: "up" | "destroy", extra: string[] = []): Promise<UpFigures> {
+  async run(verb: "up" | "destroy", extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<UpFigures> {
     const timer = new ProgressTimer();
     const saves = watchCheckpoints(this.stacksDir, STACK);
     const args = [verb, "--stack", STACK, "--yes", "--skip-preview", "--non-interactive", "--color", "never", "--suppress-outputs", "--parallel", String(this.parallel), ...extra];
     const t0 = performance.now();
-    const child = spawn(this.pulumi, args, { cwd: REPO, env: this.env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(this.pulumi, args, { cwd: REPO, env: { ...this.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     const rss = peakTreeRss(() => child.pid);
     let output = "";
     let partial = "";
@@ -79,7 +89,8 @@ class Fleet {
     const { saves: n, bytes } = saves.stop();
     if (process.env.FLEET_DEBUG) fs.writeFileSync(path.join(os.tmpdir(), `fleet-${verb}-${Date.now()}.log`), output);
     if (code !== 0) throw new Error(`pulumi ${verb} failed (${code}):\n${output.trim().split("\n").slice(-40).join("\n")}`);
-    return { seconds, steps: timer.steps, rssMiB, saves: n, writtenBytes: bytes };
+    const since = (t?: number) => (t === undefined ? undefined : (t - t0) / 1000);
+    return { seconds, steps: timer.steps, rssMiB, saves: n, writtenBytes: bytes, refreshS: since(timer.refreshEnd), firstStepS: since(timer.firstStep) };
   }
 
   async config(key: string, value: string): Promise<void> {
@@ -151,7 +162,8 @@ const f2 = (x: number) => x.toFixed(2);
 function phaseLine(phase: string, up: UpFigures, nodeSteps: StepTiming[], extra = ""): string {
   const s = nodeSteps.map((x) => x.seconds);
   const per = s.length > 0 ? ` node_p50_s=${f2(quantile(s, 0.5))} node_p99_s=${f2(quantile(s, 0.99))} node_steps=${s.length}` : "";
-  return `${phase.padEnd(8)} wall_s=${f2(up.seconds)}${per} engine_rss_mib=${up.rssMiB.toFixed(0)} checkpoint_saves=${up.saves} checkpoint_written_mib=${(up.writtenBytes / 2 ** 20).toFixed(1)}${extra} load=${loadavg()}`;
+  const split = `${up.refreshS === undefined ? "" : ` refresh_done_s=${f2(up.refreshS)}`}${up.firstStepS === undefined ? "" : ` first_step_s=${f2(up.firstStepS)}`}`;
+  return `${phase.padEnd(8)} wall_s=${f2(up.seconds)}${split}${per} engine_rss_mib=${up.rssMiB.toFixed(0)} checkpoint_saves=${up.saves} checkpoint_written_mib=${(up.writtenBytes / 2 ** 20).toFixed(1)}${extra} load=${loadavg()}`;
 }
 
 function nodeSteps(up: UpFigures): StepTiming[] {
@@ -229,6 +241,11 @@ async function main(): Promise<void> {
     const changedInNoop = noop.steps.filter((s) => s.op !== "refresh" && s.op !== "read");
     const afterNoop = fleet.checkpoint();
     console.log(phaseLine("noop", noop, [], ` steps_not_same=${changedInNoop.length} state_kib=${(afterNoop.bytes / 1024).toFixed(0)}`));
+
+    // Where a no-op's time goes: the same up with the program transpiled only (Pulumi's ts-node otherwise
+    // type-checks index.ts and everything it imports on every run; the repository's tsc does that in CI).
+    const noopTso = await fleet.run("up", [], { PULUMI_NODEJS_TRANSPILE_ONLY: "true" });
+    console.log(phaseLine("noop-tso", noopTso, [], ` steps_not_same=${noopTso.steps.filter((s) => s.op !== "refresh" && s.op !== "read").length} (PULUMI_NODEJS_TRANSPILE_ONLY=true)`));
 
     const destroy = await fleet.run("destroy");
     installed = false;
