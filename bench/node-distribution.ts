@@ -10,7 +10,7 @@
 import { startLab, REGISTRY_HOST, type Lab } from "../lab/lab";
 import { LabNode } from "../lab/node";
 import { nodeCommand } from "../components/node-trust";
-import { parseNodeReport, renderNodeScript } from "../core/node/render";
+import { parseNodeReport, renderNodeScriptPair } from "../core/node/render";
 import { assembleBundle, bundleHash } from "../core/x509/bundle";
 
 interface NodeRun { seconds: number; changed: number; restarted: number; pidChanged: boolean }
@@ -50,8 +50,8 @@ async function bench(n: number): Promise<string[]> {
   try {
     const bundlePem = assembleBundle([lab.registry.caPem]).pem;
     const input = { os: "auto", runtimes: ["containerd"], registries: [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }], bundlePem } as const;
-    const script = renderNodeScript({ ...input, action: "install" });
-    const cmd = nodeCommand("root", bundleHash(bundlePem), script, renderNodeScript({ ...input, action: "remove" }));
+    const script = renderNodeScriptPair(input);
+    const cmd = nodeCommand("root", bundleHash(bundlePem), renderNodeScriptPair(input));
     const install = async (node: LabNode): Promise<NodeRun> => {
       const pid = node.containerdPid();
       const { seconds, stdout } = await timed(node, cmd.create, cmd.stdin);

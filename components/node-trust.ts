@@ -3,8 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { gzipSync } from "node:zlib";
 import { NodeConfig, RegistryEndpoint } from "../core/config/model";
 import { hostProblem, portProblem } from "../core/endpoint";
-import { expectedChecks, parseNodeReport, renderNodeScript } from "../core/node/render";
-import { NodeAction, NodeReport, NodeScriptInput } from "../core/node/types";
+import { expectedChecks, parseNodeReport, renderNodeScriptPair } from "../core/node/render";
+import { NodeReport, NodeScriptInput } from "../core/node/types";
 import { parseHostKey } from "../core/ssh/host-key";
 import { PrecheckTarget } from "../core/ssh/precheck";
 import { DEFAULT_PRECHECK_SECONDS, sshGate } from "./ssh-precheck";
@@ -100,12 +100,12 @@ export class NodeTrust extends pulumi.ComponentResource {
       const rendered = pulumi.all([args.bundlePem, args.servingChainPem, args.bundleHash]).apply(([bundlePem, chain, hash]) => {
         if (!SHA256_HEX.test(hash)) throw new pulumi.ResourceError(`bundleHash must be 64 lowercase hex digits (sha256), got "${hash}"`, this);
         try {
-          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain), checks: scripts.checks(node, bundlePem, chain) };
+          return { hash, script: scripts.get(node, bundlePem, chain), checks: scripts.checks(node, bundlePem, chain) };
         } catch (e) {
           throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
         }
       });
-      const lines = rendered.apply((r) => nodeCommand(node.user, r.hash, r.install, r.remove));
+      const lines = rendered.apply((r) => nodeCommand(node.user, r.hash, r.script));
       const cmd = new command.remote.Command(`${name}-${node.name}`, {
         connection: this.connection(node, args, privateKey, gate),
         create: lines.create,
@@ -218,23 +218,22 @@ export class NodeTrust extends pulumi.ComponentResource {
 }
 
 /**
- * What a node's Command runs; the lines carry no host, bundle or other configured text except the validated
- * hex hash and base64. The install script travels on stdin, gzipped and base64-encoded: the provider keeps
- * stdin and delete in the checkpoint twice (as input and as output) for every node, so their size is the
- * state's size per node (issue 16). The hash is on the create line only so a preview diff shows which bundle
- * the node moves to. `delete` runs later with the *stored* inputs, when stdin still holds the install
- * script, so the remove script rides inside the delete line itself. Nodes need gzip and base64 (coreutils,
- * busybox); without gzip the line fails naming it rather than running an empty script.
+ * What a node's Command runs: `script` is renderNodeScriptPair's (install and remove in one), sent on stdin
+ * gzipped and base64-encoded; create runs it with `install`, delete with `remove`. The provider keeps the
+ * inputs in the checkpoint twice (as input and as output) for every node, and it runs `delete` later with
+ * the *stored* stdin, so the script travels and is stored once, packed: its size is the state's size per
+ * node (issue 16). The lines carry no host, bundle or other configured text except the validated hex hash;
+ * the hash is on the create line only so a preview diff shows which bundle the node moves to. Nodes need
+ * gzip and base64 (coreutils, busybox); without gzip the line fails naming it instead of running nothing.
  */
-export function nodeCommand(user: string, bundleHash: string, installScript: string, removeScript: string): { create: string; stdin: string; delete: string } {
+export function nodeCommand(user: string, bundleHash: string, script: string): { create: string; stdin: string; delete: string } {
   if (!SHA256_HEX.test(bundleHash)) throw new Error(`bundleHash must be 64 lowercase hex digits (sha256), got "${bundleHash}"`);
   const shell = user === "root" ? "sh -s" : "sudo -n sh -s";
-  const needGzip = "{ command -v gzip >/dev/null || { echo 'registry-trust: the node needs gzip' >&2; exit 127; }; }";
-  const unpack = `base64 -d | gzip -dc | ${shell}`;
+  const unpack = "{ command -v gzip >/dev/null || { echo 'registry-trust: the node needs gzip' >&2; exit 127; }; } && base64 -d | gzip -dc |";
   return {
-    create: `${needGzip} && ${unpack} # registry-trust bundle sha256:${bundleHash}`,
-    stdin: packScript(installScript),
-    delete: `${needGzip} && printf '%s' '${packScript(removeScript)}' | ${unpack}`,
+    create: `${unpack} ${shell} install # registry-trust bundle sha256:${bundleHash}`,
+    stdin: packScript(script),
+    delete: `${unpack} ${shell} remove`,
   };
 }
 
@@ -260,26 +259,26 @@ class ScriptCache {
 
   /** The `verified` entries a successful install on `node` must report. */
   checks(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): string[] {
-    return expectedChecks(this.input(node, "install", bundlePem, servingChainPem));
+    return expectedChecks({ ...this.input(node, bundlePem, servingChainPem), action: "install" });
   }
 
-  get(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): string {
-    const key = JSON.stringify([node.os, node.runtimes, action, bundlePem, servingChainPem ?? null]);
+  /** The install-or-remove script of `node` (renderNodeScriptPair). */
+  get(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): string {
+    const key = JSON.stringify([node.os, node.runtimes, bundlePem, servingChainPem ?? null]);
     let script = this.cache.get(key);
     if (script === undefined) {
-      script = renderNodeScript(this.input(node, action, bundlePem, servingChainPem));
+      script = renderNodeScriptPair(this.input(node, bundlePem, servingChainPem));
       this.cache.set(key, script);
     }
     return script;
   }
 
-  private input(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): NodeScriptInput {
+  private input(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): Omit<NodeScriptInput, "action"> {
     return {
       os: node.os,
       runtimes: node.runtimes,
       registries: this.args.registries,
       bundlePem,
-      action,
       owner: this.args.owner,
       servingChainPem,
       allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,

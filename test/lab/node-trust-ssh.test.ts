@@ -4,7 +4,7 @@
  */
 import { nodeCommand } from "../../components/node-trust";
 import { RegistryEndpoint } from "../../core/config/model";
-import { parseNodeReport, renderNodeScript } from "../../core/node/render";
+import { parseNodeReport, renderNodeScriptPair } from "../../core/node/render";
 import { NodeScriptInput } from "../../core/node/types";
 import { assembleBundle, bundleHash } from "../../core/x509/bundle";
 import { startLab, REGISTRY_HOST, type Lab } from "../../lab/lab";
@@ -24,8 +24,7 @@ test("create (script on stdin) installs and verifies; delete, with the install s
   const registries: RegistryEndpoint[] = [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }];
   const bundlePem = assembleBundle([lab.registry.caPem]).pem;
   const input: Omit<NodeScriptInput, "action"> = { os: "auto", runtimes: ["containerd"], registries, bundlePem };
-  const install = renderNodeScript({ ...input, action: "install" });
-  const lines = nodeCommand("root", bundleHash(bundlePem), install, renderNodeScript({ ...input, action: "remove" }));
+  const lines = nodeCommand("root", bundleHash(bundlePem), renderNodeScriptPair(input));
   const cri = node.cri();
   try {
     await expect(cri.pullImage(lab.registry.image)).rejects.toThrow(X509_UNKNOWN_AUTHORITY);

@@ -8,7 +8,7 @@
 import { fetchServedChain } from "../../core/served-chain";
 import { nodeCommand } from "../../components/node-trust";
 import { RegistryEndpoint } from "../../core/config/model";
-import { parseNodeReport, renderNodeScript } from "../../core/node/render";
+import { parseNodeReport, renderNodeScriptPair } from "../../core/node/render";
 import { hostFilesCommandLine, hostFilesScript } from "../../core/rotation/host-files";
 import { LiveReaders, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
 import { chainFromDer, waitUntilServed } from "../../core/rotation/served";
@@ -51,7 +51,7 @@ async function distribute(...cas: Issued[]) {
   const registries: RegistryEndpoint[] = [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }];
   const bundlePem = assembleBundle(cas.map((c) => c.certPem)).pem;
   const input = { os: "auto" as const, runtimes: ["containerd" as const], registries, bundlePem };
-  const cmd = nodeCommand("root", bundleHash(bundlePem), renderNodeScript({ ...input, action: "install" }), renderNodeScript({ ...input, action: "remove" }));
+  const cmd = nodeCommand("root", bundleHash(bundlePem), renderNodeScriptPair(input));
   const r = await lab.nodes[0].exec(cmd.create, { stdin: cmd.stdin });
   expect(r.stderr).toBe("");
   expect(parseNodeReport(r.stdout).bundleSha256).toBe(bundleHash(bundlePem));
