@@ -1,6 +1,6 @@
 /*
  * What bench/fleet.ts measures besides wall time: memory of process trees (read from /proc), per-resource
- * step times from the engine's event log as it is written, and the checkpoint bytes the file backend writes.
+ * step times from the engine's progress lines as they arrive, and the checkpoint bytes the file backend writes.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
