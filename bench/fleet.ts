@@ -48,7 +48,6 @@ class Fleet {
   private readonly stacksDir: string;
   constructor(
     readonly work: string,
-    readonly lab: Lab,
     readonly pulumi: string,
     readonly env: NodeJS.ProcessEnv,
     readonly parallel: number,
@@ -196,7 +195,7 @@ async function main(): Promise<void> {
     console.log(`lab      start_s=${f2((performance.now() - t0) / 1000)} node_mem_mib_mean=${(mem.reduce((a, b) => a + b, 0) / n).toFixed(1)} node_mem_mib_max=${Math.max(...mem).toFixed(1)} (PSS of sshd+containerd+init per node) load=${loadavg()}`);
 
     const { configFile, pulumi } = await writeLabStackConfig({ lab: lab.describe(), stack: STACK, env });
-    fleet = new Fleet(work, lab, pulumi, env, parallel);
+    fleet = new Fleet(work, pulumi, env, parallel);
     installed = true;
 
     const adopt = await fleet.run("up", ["--config-file", adoptionConfig(configFile)]);
