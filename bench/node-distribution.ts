@@ -9,8 +9,8 @@
  */
 import { startLab, REGISTRY_HOST, type Lab } from "../lab/lab";
 import { LabNode } from "../lab/node";
-import { nodeCommandLines } from "../components/node-trust";
-import { parseNodeReport, renderNodeScript } from "../core/node/render";
+import { nodeCommand } from "../components/node-trust";
+import { parseNodeReport, renderNodeScriptPair } from "../core/node/render";
 import { assembleBundle, bundleHash } from "../core/x509/bundle";
 
 interface NodeRun { seconds: number; changed: number; restarted: number; pidChanged: boolean }
@@ -50,11 +50,11 @@ async function bench(n: number): Promise<string[]> {
   try {
     const bundlePem = assembleBundle([lab.registry.caPem]).pem;
     const input = { os: "auto", runtimes: ["containerd"], registries: [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }], bundlePem } as const;
-    const script = renderNodeScript({ ...input, action: "install" });
-    const create = nodeCommandLines("root", bundleHash(bundlePem), renderNodeScript({ ...input, action: "remove" })).create;
+    const script = renderNodeScriptPair(input);
+    const cmd = nodeCommand("root", bundleHash(bundlePem), renderNodeScriptPair(input));
     const install = async (node: LabNode): Promise<NodeRun> => {
       const pid = node.containerdPid();
-      const { seconds, stdout } = await timed(node, create, script);
+      const { seconds, stdout } = await timed(node, cmd.create, cmd.stdin);
       const report = parseNodeReport(stdout);
       // A figure for a node that did not end up with this bundle would measure nothing.
       if (report.bundleSha256 !== bundleHash(bundlePem)) throw new Error(`${node.name} reports bundle ${report.bundleSha256}, expected ${bundleHash(bundlePem)}`);

@@ -1,9 +1,10 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { gzipSync } from "node:zlib";
 import { NodeConfig, RegistryEndpoint } from "../core/config/model";
 import { hostProblem, portProblem } from "../core/endpoint";
-import { expectedChecks, parseNodeReport, renderNodeScript } from "../core/node/render";
-import { NodeAction, NodeReport, NodeScriptInput } from "../core/node/types";
+import { expectedChecks, parseNodeReport, renderNodeScriptPair } from "../core/node/render";
+import { NodeReport, NodeScriptInput } from "../core/node/types";
 import { parseHostKey } from "../core/ssh/host-key";
 import { PrecheckTarget } from "../core/ssh/precheck";
 import { DEFAULT_PRECHECK_SECONDS, sshGate } from "./ssh-precheck";
@@ -104,16 +105,16 @@ export class NodeTrust extends pulumi.ComponentResource {
       const rendered = pulumi.all([args.bundlePem, args.servingChainPem, args.bundleHash]).apply(([bundlePem, chain, hash]) => {
         if (!SHA256_HEX.test(hash)) throw new pulumi.ResourceError(`bundleHash must be 64 lowercase hex digits (sha256), got "${hash}"`, this);
         try {
-          return { hash, install: scripts.get(node, "install", bundlePem, chain), remove: scripts.get(node, "remove", bundlePem, chain), checks: scripts.checks(node, bundlePem, chain) };
+          return { hash, script: scripts.get(node, bundlePem, chain), checks: scripts.checks(node, bundlePem, chain) };
         } catch (e) {
           throw new pulumi.ResourceError(`node ${node.name} (${node.host}): cannot render its script: ${(e as Error).message}`, this);
         }
       });
-      const lines = rendered.apply((r) => nodeCommandLines(node.user, r.hash, r.remove));
+      const lines = rendered.apply((r) => nodeCommand(node.user, r.hash, r.script));
       const cmd = new command.remote.Command(`${name}-${node.name}`, {
         connection: this.connection(node, args, privateKey, gate),
         create: lines.create,
-        stdin: rendered.apply((r) => r.install),
+        stdin: lines.stdin,
         delete: lines.delete,
         // No `update` and no `triggers`. In @pulumi/command 1.2.x `triggers` is replaceOnChanges: a new bundle
         // would create a new Command (install) and then run the old one's delete, the remove script, wiping
@@ -222,18 +223,34 @@ export class NodeTrust extends pulumi.ComponentResource {
 }
 
 /**
- * The command lines a node's Command runs; they carry no host, bundle or other configured text except the
- * validated hex hash and base64. The install script travels on stdin. The hash is on the create line only
- * so a preview diff shows which bundle the node moves to. `delete` runs later with the *stored* inputs,
- * when stdin still holds the install script, so the remove script rides inside the delete line itself.
+ * What a node's Command runs: `script` is renderNodeScriptPair's (install and remove in one), sent on stdin
+ * gzipped and base64-encoded; create runs it with `install`, delete with `remove`. The provider keeps the
+ * inputs in the checkpoint twice (as input and as output) for every node, and it runs `delete` later with
+ * the *stored* stdin, so the script travels and is stored once, packed: its size is the state's size per
+ * node (issue 16). The lines carry no host, bundle or other configured text except the validated hex hash;
+ * the hash is on the create line only so a preview diff shows which bundle the node moves to. Nodes need
+ * gzip and base64 (coreutils, busybox); without gzip the line fails naming it instead of running nothing.
  */
-export function nodeCommandLines(user: string, bundleHash: string, removeScript: string): { create: string; delete: string } {
+export function nodeCommand(user: string, bundleHash: string, script: string): { create: string; stdin: string; delete: string } {
   if (!SHA256_HEX.test(bundleHash)) throw new Error(`bundleHash must be 64 lowercase hex digits (sha256), got "${bundleHash}"`);
   const shell = user === "root" ? "sh -s" : "sudo -n sh -s";
+  const unpack = "{ command -v gzip >/dev/null || { echo 'registry-trust: the node needs gzip' >&2; exit 127; }; } && base64 -d | gzip -dc |";
   return {
-    create: `${shell} # registry-trust bundle sha256:${bundleHash}`,
-    delete: `printf '%s' '${Buffer.from(removeScript).toString("base64")}' | base64 -d | ${shell}`,
+    create: `${unpack} ${shell} install # registry-trust bundle sha256:${bundleHash}`,
+    stdin: packScript(script),
+    delete: `${unpack} ${shell} remove`,
   };
+}
+
+/**
+ * gzip (level 9) then base64. The header's OS byte is set to 255 ("unknown"): zlib writes the platform
+ * that compressed, and the same stack run from another OS must not see every node's stdin change. A
+ * different zlib producing other bytes would only re-run the (idempotent) install once on every node.
+ */
+export function packScript(script: string): string {
+  const gz = gzipSync(Buffer.from(script, "utf8"), { level: 9 });
+  gz[9] = 0xff;
+  return gz.toString("base64");
 }
 
 /**
@@ -247,26 +264,26 @@ class ScriptCache {
 
   /** The `verified` entries a successful install on `node` must report. */
   checks(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): string[] {
-    return expectedChecks(this.input(node, "install", bundlePem, servingChainPem));
+    return expectedChecks({ ...this.input(node, bundlePem, servingChainPem), action: "install" });
   }
 
-  get(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): string {
-    const key = JSON.stringify([node.os, node.runtimes, action, bundlePem, servingChainPem ?? null]);
+  /** The install-or-remove script of `node` (renderNodeScriptPair). */
+  get(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): string {
+    const key = JSON.stringify([node.os, node.runtimes, bundlePem, servingChainPem ?? null]);
     let script = this.cache.get(key);
     if (script === undefined) {
-      script = renderNodeScript(this.input(node, action, bundlePem, servingChainPem));
+      script = renderNodeScriptPair(this.input(node, bundlePem, servingChainPem));
       this.cache.set(key, script);
     }
     return script;
   }
 
-  private input(node: NodeConfig, action: NodeAction, bundlePem: string, servingChainPem: string | undefined): NodeScriptInput {
+  private input(node: NodeConfig, bundlePem: string, servingChainPem: string | undefined): Omit<NodeScriptInput, "action"> {
     return {
       os: node.os,
       runtimes: node.runtimes,
       registries: this.args.registries,
       bundlePem,
-      action,
       owner: this.args.owner,
       servingChainPem,
       allowRuntimeRestart: this.args.allowRuntimeRestart ?? true,

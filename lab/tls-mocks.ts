@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 import { OS_STORES } from "../core/node/os-stores";
 import { NODE_REPORT_PREFIX, NodeReport } from "../core/node/types";
@@ -49,7 +50,7 @@ export class TlsMocks implements pulumi.runtime.Mocks {
       }
       case "command:remote:Command": {
         const sent = /sha256:([0-9a-f]{64})/.exec(String(i.create))?.[1] ?? "";
-        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: [], unverified: declaredChecks(String(i.stdin ?? "")), bundleSha256: sent };
+        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: [], unverified: declaredChecks(unpacked(String(i.stdin ?? ""))), bundleSha256: sent };
         return { id, state: { ...i, stdout: `${NODE_REPORT_PREFIX}${JSON.stringify(report)}\n`, stderr: "" } };
       }
       default:
@@ -73,6 +74,11 @@ const SECRET_SIG = "4dabf18193072939515e22adb298388d";
  * writes one line per check). A probe of "$RT_STORE_BUNDLE" is named after the OS store's bundle, which the
  * node picks at run time, so every family's is listed: extra unverified names are harmless.
  */
+/** The script as the node's create line unpacks it from stdin (base64, then gzip). */
+function unpacked(stdin: string): string {
+  return gunzipSync(Buffer.from(stdin, "base64")).toString("utf8");
+}
+
 function declaredChecks(script: string): string[] {
   const word = String.raw`'([^']*)'`;
   const store = String.raw`"\$RT_STORE_BUNDLE"`;

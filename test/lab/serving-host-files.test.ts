@@ -6,9 +6,9 @@
  * Needs root and the lab's packages, like test/lab.
  */
 import { fetchServedChain } from "../../core/served-chain";
-import { nodeCommandLines } from "../../components/node-trust";
+import { nodeCommand } from "../../components/node-trust";
 import { RegistryEndpoint } from "../../core/config/model";
-import { parseNodeReport, renderNodeScript } from "../../core/node/render";
+import { parseNodeReport, renderNodeScriptPair } from "../../core/node/render";
 import { hostFilesCommandLine, hostFilesScript } from "../../core/rotation/host-files";
 import { LiveReaders, PreflightPlan, evaluatePreflight, preflightVerdict, readLiveState } from "../../core/rotation/preflight";
 import { chainFromDer, waitUntilServed } from "../../core/rotation/served";
@@ -51,8 +51,8 @@ async function distribute(...cas: Issued[]) {
   const registries: RegistryEndpoint[] = [{ host: REGISTRY_HOST, port: lab.registry.port, mirrorOf: [] }];
   const bundlePem = assembleBundle(cas.map((c) => c.certPem)).pem;
   const input = { os: "auto" as const, runtimes: ["containerd" as const], registries, bundlePem };
-  const lines = nodeCommandLines("root", bundleHash(bundlePem), renderNodeScript({ ...input, action: "remove" }));
-  const r = await lab.nodes[0].exec(lines.create, { stdin: renderNodeScript({ ...input, action: "install" }) });
+  const cmd = nodeCommand("root", bundleHash(bundlePem), renderNodeScriptPair(input));
+  const r = await lab.nodes[0].exec(cmd.create, { stdin: cmd.stdin });
   expect(r.stderr).toBe("");
   expect(parseNodeReport(r.stdout).bundleSha256).toBe(bundleHash(bundlePem));
   return { pem: bundlePem, hash: bundleHash(bundlePem) };

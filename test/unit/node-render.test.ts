@@ -1,8 +1,8 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expectedChecks, NodeScriptError, parseNodeReport, rancherRegistries, renderNodeScript } from "../../core/node/render";
+import { expectedChecks, NodeScriptError, parseNodeReport, rancherRegistries, renderNodeScript, renderNodeScriptPair } from "../../core/node/render";
 import { NodeScriptInput } from "../../core/node/types";
 import { TestPki } from "../../lab/openssl-pki";
 
@@ -87,6 +87,30 @@ describe("rendered scripts", () => {
     for (const line of body.split("\n").filter(Boolean)) {
       expect(line).toMatch(/^(rt_[a-z_]+|RT_HAS_INTERMEDIATES=1?)( ('[^']*'|"\$RT_[A-Z_]+"|"\$RT_WORK\/[a-z.]+"|[0-9]+|[a-z0-9]+|\/etc\/[a-z./*-]+))*$/);
     }
+  });
+
+  test("the install-or-remove script passes shellcheck and runs each action's own lines, in order", () => {
+    const { action: _, ...input } = base;
+    const pair = renderNodeScriptPair(input);
+    const dir = mkdtempSync(join(tmpdir(), "rt-sc-"));
+    try {
+      writeFileSync(join(dir, "node.sh"), pair);
+      execFileSync("shellcheck", ["-s", "sh", "-e", "SC1091", join(dir, "node.sh")], { stdio: "pipe" });
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    const branch = (name: string) => pair.slice(pair.indexOf(`\n${name})\n`) + name.length + 3, pair.indexOf("\n;;\n", pair.indexOf(`\n${name})\n`)));
+    const bodyOf = (script: string) => script.slice(script.indexOf("\nrt_detect_os\n") + 1).trimEnd();
+    expect(branch("install")).toBe(bodyOf(renderNodeScript({ ...input, action: "install" })));
+    expect(branch("remove")).toBe(bodyOf(renderNodeScript({ ...input, action: "remove" })));
+  });
+
+  test("the install-or-remove script refuses any other first argument before a step runs", () => {
+    const { action: _, ...input } = base;
+    const run = spawnSync("sh", ["-s", "upgrade"], { input: renderNodeScriptPair(input), encoding: "utf8", env: { PATH: process.env.PATH ?? "", TMPDIR: tmpdir() } });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain("'sh -s install' or 'sh -s remove', got 'upgrade'");
+    expect(run.stdout).toBe("");
   });
 
   test("remove scripts carry no bundle and no verification", () => {

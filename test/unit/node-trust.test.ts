@@ -6,6 +6,7 @@ import { NODE_REPORT_PREFIX, NodeReport } from "../../core/node/types";
 import { join } from "node:path";
 import { TestPki } from "../../lab/openssl-pki";
 import { spawnSync } from "node:child_process";
+import { gunzipSync } from "node:zlib";
 import { REPO } from "../support/stack-files";
 import { valueOf } from "../../lab/tls-mocks";
 
@@ -63,7 +64,10 @@ afterAll(() => pki.cleanup());
 
 // Imported after setMocks so that the SDK is in mock mode when the component module loads.
 import { NodeTrust, NodeTrustArgs } from "../../components/node-trust";
-import { renderNodeScript } from "../../core/node/render";
+import { renderNodeScriptPair } from "../../core/node/render";
+
+/** What the node's create line feeds to sh: base64, then gzip. */
+const unpack = (packed: string): string => gunzipSync(Buffer.from(packed, "base64")).toString("utf8");
 
 const root = pki.root("Node Trust Unit CA");
 const bundlePem = root.certPem;
@@ -165,33 +169,39 @@ describe("NodeTrust", () => {
     }
   });
 
-  test("the install script reaches the node on stdin; the command line holds no bundle, host or script text", async () => {
+  test("the script reaches the node on stdin, packed; the command lines hold no bundle, host or script text", async () => {
     await settled;
     const [a, b, c] = mocks.commands("nt");
     const hash = sha256(bundlePem);
-    expect(a.inputs.create).toBe(`sh -s # registry-trust bundle sha256:${hash}`);
-    expect(b.inputs.create).toBe(`sudo -n sh -s # registry-trust bundle sha256:${hash}`);
-    expect(a.inputs.stdin).toBe(renderNodeScript({ os: "debian", runtimes: ["containerd"], registries, bundlePem, action: "install", allowRuntimeRestart: true, probeTls: true }));
-    expect(c.inputs.stdin).toBe(renderNodeScript({ os: "rhel", runtimes: ["containerd", "crio"], registries, bundlePem, action: "install", allowRuntimeRestart: true, probeTls: true }));
+    expect(a.inputs.create).toMatch(new RegExp(` base64 -d \\| gzip -dc \\| sh -s install # registry-trust bundle sha256:${hash}$`));
+    expect(b.inputs.create).toMatch(new RegExp(` base64 -d \\| gzip -dc \\| sudo -n sh -s install # registry-trust bundle sha256:${hash}$`));
+    expect(unpack(a.inputs.stdin)).toBe(renderNodeScriptPair({ os: "debian", runtimes: ["containerd"], registries, bundlePem, allowRuntimeRestart: true, probeTls: true }));
+    expect(unpack(c.inputs.stdin)).toBe(renderNodeScriptPair({ os: "rhel", runtimes: ["containerd", "crio"], registries, bundlePem, allowRuntimeRestart: true, probeTls: true }));
     const certBody = bundlePem.split("\n")[1];
     for (const r of [a, b, c]) {
       for (const line of [r.inputs.create, r.inputs.delete]) {
         expect(line).not.toContain("registry.test");
         expect(line).not.toContain(certBody);
-        expect(line).toMatch(/^[A-Za-z0-9 #:|'%./=+-]+$/);
+        expect(line).toMatch(/^[A-Za-z0-9 #:|'%./=+&>{};-]+$/);
       }
     }
   });
 
-  test("delete carries the remove script itself (stdin then still holds the install script)", async () => {
+  test("delete runs the same stored stdin with `remove` (the provider feeds the stored stdin to delete too)", async () => {
     await settled;
     const [a, b] = mocks.commands("nt");
-    const m = /^printf '%s' '([A-Za-z0-9+/=]+)' \| base64 -d \| sh -s$/.exec(a.inputs.delete);
-    expect(m).not.toBeNull();
-    expect(Buffer.from(m![1], "base64").toString()).toBe(
-      renderNodeScript({ os: "debian", runtimes: ["containerd"], registries, bundlePem, action: "remove", allowRuntimeRestart: true, probeTls: true }),
-    );
-    expect(b.inputs.delete).toMatch(/ \| base64 -d \| sudo -n sh -s$/);
+    expect(a.inputs.delete).toMatch(/ base64 -d \| gzip -dc \| sh -s remove$/);
+    expect(b.inputs.delete).toMatch(/ base64 -d \| gzip -dc \| sudo -n sh -s remove$/);
+  });
+
+  test("each node's stored inputs stay small: the packed script is most of it (issue 16: <= 20 KB of state per node is the goal)", async () => {
+    await settled;
+    const [a] = mocks.commands("nt");
+    const script = renderNodeScriptPair({ os: "debian", runtimes: ["containerd"], registries, bundlePem, allowRuntimeRestart: true, probeTls: true });
+    const { connection, ...rest } = a.inputs;
+    // Packed, the script is well under half its size, and nothing else in the inputs comes close to it.
+    expect(a.inputs.stdin.length).toBeLessThan(script.length / 2);
+    expect(JSON.stringify(rest).length).toBeLessThan(a.inputs.stdin.length + 1024);
   });
 
   test("no triggers (they replace: install new, then the old one's remove); previous output not pushed into the env", async () => {
