@@ -14,7 +14,12 @@ export interface TrustProviderSpec<I extends { readonly namespace: string; reado
   readonly targetInputs: readonly (keyof I)[];
   /** The error code meaning the target object is gone, which a delete treats as done. */
   readonly gone: KcpErrorCode;
+  /** Refuses a target that must not be written directly (core/topology/ownership.ts); runs in preview too. */
+  readonly probe?: (inputs: I) => Promise<void>;
 }
+
+/** How the engine passes a value not known during preview to a dynamic provider. */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /**
  * The dynamic provider shared by the Cluster API trust resources. It is serialized into the state with
@@ -24,6 +29,11 @@ export function trustProvider<I extends { readonly namespace: string; readonly n
   spec: TrustProviderSpec<I, O>,
 ): pulumi.dynamic.ResourceProvider<I, O> {
   return {
+    async check(_olds, news) {
+      const target = [news.namespace, news.name, (news as { kubeconfig?: unknown }).kubeconfig];
+      if (spec.probe && target.every((v) => typeof v === "string" && v !== UNKNOWN)) await spec.probe(news);
+      return { inputs: news };
+    },
     async diff(_id, olds, news) {
       const differs = (keys: readonly (keyof I)[]) => keys.filter((k) => canonicalJson(olds[k] ?? null) !== canonicalJson(news[k] ?? null));
       const replaces = differs(spec.targetInputs) as string[];

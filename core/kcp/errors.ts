@@ -19,6 +19,8 @@ export const KCP_ERROR_CODES = [
   "TEMPLATE_NOT_FOUND",
   "UNSUPPORTED_BOOTSTRAP",
   "TEMPLATE_CONFLICT",
+  "TOPOLOGY_OWNED",
+  "TOPOLOGY_VARIABLE",
 ] as const;
 export type KcpErrorCode = (typeof KCP_ERROR_CODES)[number];
 

@@ -5,6 +5,7 @@ import { Desired, desiredEntries, NOTHING, Ownership, planMerge, readOwnership, 
 import { ensureSecret } from "./secret";
 import { Attempt, ConflictPolicy, retryOnConflict } from "./retry";
 import { rolloutState, waitForRollout } from "./rollout";
+import { refuseTopologyOwned } from "../topology/ownership";
 
 /*
  * Writes our trust entries into one KubeadmControlPlane so that no update can be lost (the first incident):
@@ -102,6 +103,7 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
   const what = `KubeadmControlPlane ${target.namespace}/${target.name}`;
   const version = await resolveVersion(api, target);
   const first = await readKcp(api, target, version);
+  if (desired !== NOTHING) refuseTopologyOwned("KubeadmControlPlane", first);
 
   let lease: HeldLease;
   try {

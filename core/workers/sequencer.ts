@@ -9,6 +9,7 @@ import { Phase, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
 import { machineDeploymentRolloutState } from "./rollout";
 import { BASE_ANNOTATION, configRefName, isOurs, labelSelector, planTemplate, repointed, templateLabels } from "./template";
+import { refuseTopologyOwned } from "../topology/ownership";
 
 /*
  * Puts our trust entries into the bootstrap template of one MachineDeployment, so that every machine it
@@ -187,6 +188,7 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
   const version = pickVersion(served, target.apiVersion, `${MD_GROUP} (MachineDeployment)`);
   // Refused before a Lease is created for something that does not exist.
   const first = await readMd(api, target, version);
+  if (desired !== NOTHING) refuseTopologyOwned("MachineDeployment", first);
   configRefName(first);
 
   let lease: HeldLease;
