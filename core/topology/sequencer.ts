@@ -1,5 +1,5 @@
 import { KcpObject, ObjectRef } from "../kcp/api";
-import { apiMessage, httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
+import { httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
 import { acquireLease, HeldLease, releaseLease } from "../kcp/lease";
 import { canonicalJson, FileEntry } from "../kcp/plan";
 import { Attempt, retryOnConflict } from "../kcp/retry";
@@ -86,7 +86,7 @@ async function checkClass(api: TopologyApi, cluster: KcpObject, variable: string
   const defined = [
     ...((cls?.spec?.variables as Array<{ name: string }> | undefined) ?? []),
     ...(((cls?.status as { variables?: Array<{ name: string }> } | undefined)?.variables) ?? []),
-  ].map((v) => v.name);
+  ].map((v) => v.name).filter((v, i, all) => all.indexOf(v) === i);
   if (!defined.includes(variable)) {
     throw kcpError("TOPOLOGY_VARIABLE", `ClusterClass ${ref.namespace ?? cluster.metadata.namespace}/${ref.name} of ${what} defines no variable "${variable}" ` +
       `(it defines: ${defined.join(", ") || "none"}). The platform owner must add it to the class with patches that put its value into the ` +
@@ -135,9 +135,22 @@ function patchOps(cluster: KcpObject, spec: VariableTrustSpec, plan: (current: u
   return { ops, changed };
 }
 
-/** A failed `test` (422 from the apiserver): another writer changed the value since we read it. */
-function isTestFailure(e: unknown): boolean {
-  return httpStatus(e) === 422 && /test/i.test(apiMessage(e));
+/**
+ * A patch that no longer applies: a failed `test` (another writer changed the value since we read it) or a
+ * path gone (the list shifted). Measured on kube-apiserver 1.37: 422, reason Invalid, the generic message
+ * and no details at all — json-patch's own sentence is dropped — whereas a validation or webhook refusal
+ * names the object and carries causes. Returns a description, or undefined for any other error.
+ */
+function patchNoLongerApplies(e: unknown): string | undefined {
+  if (httpStatus(e) !== 422) return undefined;
+  const body = (e as { body?: unknown }).body;
+  try {
+    const status = (typeof body === "string" ? JSON.parse(body) : body) as { reason?: string; message?: string; details?: { causes?: unknown[]; name?: string } };
+    const bare = status.reason === "Invalid" && !status.details?.name && !(status.details?.causes?.length);
+    return bare ? `the JSON patch's test failed (HTTP 422: ${status.message})` : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Puts the bundle into the variable and waits until the topology controller has rolled it out everywhere. */
@@ -196,7 +209,8 @@ async function sequence(api: TopologyApi, target: TopologyTarget, spec: Variable
         emit("written", `${what}: variable ${spec.variable} updated, generation ${after.metadata.generation} (attempt ${attempt})`);
         return { done: after.metadata.generation ?? 0 };
       } catch (e) {
-        if (isTestFailure(e)) return { conflict: `another writer changed the variable since we read it (${apiMessage(e)})` };
+        const failed = patchNoLongerApplies(e);
+        if (failed) return { conflict: `another writer changed the Cluster since we read it: ${failed}` };
         throw e;
       }
     }, { check: () => lease.check(), onConflict: (m) => emit("conflict", m) });
