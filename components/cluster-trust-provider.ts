@@ -8,9 +8,10 @@ export interface TrustProviderSpec<I extends { readonly namespace: string; reado
   readonly apply: (inputs: I) => Promise<O>;
   /**
    * Reads what is live, without writing: the outputs as the object has them now and how our entries differ
-   * from what `inputs` plan (undefined when exactly as planned).
+   * from what `inputs` plan (undefined when exactly as planned). Without it (TopologyTrust, so far) `read`
+   * keeps the stored outputs and `diff` compares inputs only.
    */
-  readonly inspect: (inputs: I) => Promise<{ readonly live: Partial<O>; readonly drift?: string }>;
+  readonly inspect?: (inputs: I) => Promise<{ readonly live: Partial<O>; readonly drift?: string }>;
   /** Removes our entries, from the stored inputs. */
   readonly remove: (inputs: I) => Promise<unknown>;
   /** Inputs whose change needs a write; the kubeconfig is never one (credentials rotate). */
@@ -19,6 +20,8 @@ export interface TrustProviderSpec<I extends { readonly namespace: string; reado
   readonly targetInputs: readonly (keyof I)[];
   /** The error code meaning the target object is gone, which a delete treats as done. */
   readonly gone: KcpErrorCode;
+  /** Refuses a target that must not be written directly (core/topology/ownership.ts); runs in preview too. */
+  readonly probe?: (inputs: I) => Promise<void>;
 }
 
 /** Outputs every Cluster API trust resource has besides its inputs. */
@@ -26,6 +29,9 @@ export interface DriftOutput {
   /** How our entries on the live object differ from what the inputs plan, as `read` found it; "" when they do not. */
   readonly drift?: string;
 }
+
+/** How the engine passes a value not known during preview to a dynamic provider. */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /**
  * The dynamic provider shared by the Cluster API trust resources. It is serialized into the state with
@@ -35,6 +41,11 @@ export function trustProvider<I extends { readonly namespace: string; readonly n
   spec: TrustProviderSpec<I, O>,
 ): pulumi.dynamic.ResourceProvider<I, O> {
   return {
+    async check(_olds, news) {
+      const target = [news.namespace, news.name, (news as { kubeconfig?: unknown }).kubeconfig];
+      if (spec.probe && target.every((v) => typeof v === "string" && v !== UNKNOWN)) await spec.probe(news);
+      return { inputs: news };
+    },
     async diff(_id, olds, news) {
       const differs = (keys: readonly (keyof I)[]) => keys.filter((k) => canonicalJson(olds[k] ?? null) !== canonicalJson(news[k] ?? null));
       const replaces = differs(spec.targetInputs) as string[];
@@ -47,10 +58,12 @@ export function trustProvider<I extends { readonly namespace: string; readonly n
       // refresh recorded it in `drift`, or it is read now). A cluster that cannot be read now is left to the
       // update itself and to the rotation preflight, which reports it.
       if ((olds as DriftOutput).drift) return { changes: true, ...result };
+      if (!spec.inspect) return { changes: false, ...result };
       const live = await spec.inspect(news).catch(() => undefined);
       return { changes: live?.drift !== undefined, ...result };
     },
     async read(id, props) {
+      if (!spec.inspect) return { id, props };
       try {
         const { live, drift } = await spec.inspect(props as unknown as I);
         return { id, props: { ...(props as O), ...live, drift: drift ?? "" } };

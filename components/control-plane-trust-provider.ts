@@ -3,6 +3,7 @@ import { OsFamily } from "../core/config/model";
 import { clientNodeKcpApi, KcpVersion, loadKubeConfig } from "../core/kcp/api";
 import { runOptions } from "../core/kcp/run-options";
 import { inspectControlPlaneTrust, removeControlPlaneTrust, SequencerOptions, SequencerResult, writeControlPlaneTrust } from "../core/kcp/sequencer";
+import { probeTopologyOwned } from "../core/topology/ownership";
 import { RECORD_KEY, recordName } from "../core/rotation/record";
 import { DriftOutput, trustProvider } from "./cluster-trust-provider";
 
@@ -98,4 +99,9 @@ export const controlPlaneTrustProvider = trustProvider<ControlPlaneTrustInputs, 
   writeInputs: WRITE_INPUTS,
   targetInputs: TARGET_INPUTS,
   gone: "KCP_NOT_FOUND",
+  probe: (inputs) => {
+    const k8s = require("@kubernetes/client-node") as typeof K8s;
+    const api = clientNodeKcpApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
+    return probeTopologyOwned("KubeadmControlPlane", () => api.getKcp({ namespace: inputs.namespace, name: inputs.name }, inputs.apiVersion ?? "v1beta2"));
+  },
 });

@@ -10,6 +10,7 @@ export { RegistryPki, type RegistryPkiArgs } from "./registry-pki";
 export { NodeTrust, type NodeTrustArgs, type NodeTrustResult } from "./node-trust";
 export { ControlPlaneTrust, type ControlPlaneTrustArgs } from "./control-plane-trust";
 export { WorkerTrust, type WorkerTrustArgs } from "./worker-trust";
+export { TopologyTrust, type TopologyTrustArgs } from "./topology-trust";
 export type { ClusterObjectTrustArgs } from "./cluster-object-trust";
 export { BootstrapTrust, type BootstrapTrustArgs } from "./bootstrap-trust";
 export { ServingCertificate, type ServingCertificateArgs } from "./serving-certificate";

@@ -4,6 +4,7 @@ import { loadKubeConfig } from "../core/kcp/api";
 import { runOptions } from "../core/kcp/run-options";
 import { CapiVersion, clientNodeWorkerApi } from "../core/workers/api";
 import { inspectWorkerTrust, removeWorkerTrust, WorkerOptions, WorkerResult, writeWorkerTrust } from "../core/workers/sequencer";
+import { probeTopologyOwned } from "../core/topology/ownership";
 import { RECORD_KEY, recordName } from "../core/rotation/record";
 import { DriftOutput, trustProvider } from "./cluster-trust-provider";
 
@@ -90,4 +91,9 @@ export const workerTrustProvider = trustProvider<WorkerTrustInputs, WorkerTrustO
   targetInputs: TARGET_INPUTS,
   // A MachineDeployment that is gone creates no machine from our template: nothing left to undo.
   gone: "MACHINE_DEPLOYMENT_NOT_FOUND",
+  probe: (inputs) => {
+    const k8s = require("@kubernetes/client-node") as typeof K8s;
+    const api = clientNodeWorkerApi(k8s, loadKubeConfig(k8s, inputs.kubeconfig, inputs.context));
+    return probeTopologyOwned("MachineDeployment", () => api.getMachineDeployment({ namespace: inputs.namespace, name: inputs.name }, inputs.apiVersion ?? "v1beta2"));
+  },
 });

@@ -149,6 +149,8 @@ export interface CapiOptions {
   timeoutMs?: number;
   /** How long to wait for another management cluster on this machine to release CAPD's ports (default 20 min). */
   lockTimeoutMs?: number;
+  /** Turn the ClusterTopology feature gate on (ClusterClass, the topology controller in core). @default false */
+  clusterTopology?: boolean;
 }
 
 const live = new Set<Map<ManagerName, Daemon>>();
@@ -265,7 +267,7 @@ async function runManagers(api: ApiServer, assets: CapiAssets, opts: CapiOptions
     `--diagnostics-address=127.0.0.1:${ports[p.name].diagnostics}`, "--insecure-diagnostics",
     `--webhook-port=${ports[p.name].webhook}`, `--webhook-cert-dir=${path.dirname(cert.certPath)}`,
     `--webhook-cert-name=${path.basename(cert.certPath)}`, `--webhook-key-name=${path.basename(cert.keyPath)}`,
-    `--feature-gates=${p.featureGates}`,
+    `--feature-gates=${opts.clusterTopology ? p.featureGates.replace("ClusterTopology=false", "ClusterTopology=true") : p.featureGates}`,
     ...(opts.extraArgs?.[p.name] ?? []),
   ];
   const logs = Object.fromEntries(PROVIDERS.map((p) => [p.name, path.join(dir, `${p.name}.log`)])) as Record<ManagerName, string>;

@@ -21,6 +21,8 @@ export const KCP_ERROR_CODES = [
   "TEMPLATE_CONFLICT",
   "ENTRIES_REVERTED",
   "STALE_RUN",
+  "TOPOLOGY_OWNED",
+  "TOPOLOGY_VARIABLE",
 ] as const;
 export type KcpErrorCode = (typeof KCP_ERROR_CODES)[number];
 

@@ -7,6 +7,7 @@ import { allOwnerships, Desired, desiredEntries, NOTHING, Ownership, ownershipKe
 import { ensureSecret } from "./secret";
 import { Attempt, ConflictPolicy, retryOnConflict } from "./retry";
 import { rolloutState, waitForRollout } from "./rollout";
+import { refuseTopologyOwned } from "../topology/ownership";
 
 /*
  * Writes our trust entries into one KubeadmControlPlane so that no update can be lost (the first incident):
@@ -135,6 +136,7 @@ async function sequence(api: KcpApi, target: Target, desired: Desired, opts: Seq
   const what = `KubeadmControlPlane ${target.namespace}/${target.name}`;
   const version = await resolveVersion(api, target);
   const first = await readKcp(api, target, version);
+  if (desired !== NOTHING) refuseTopologyOwned("KubeadmControlPlane", first);
   const before: FenceView = { live: readOwnership(first, opts.owner), record: await readRecord(api, opts.record) };
 
   let lease: HeldLease;

@@ -11,6 +11,7 @@ import { Phase, revertedField, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
 import { bootstrapTemplateOf, machineDeploymentRolloutState } from "./rollout";
 import { BASE_ANNOTATION, configRefName, disambiguated, isOurs, labelSelector, ownershipRecords, planTemplate, repointed, templateLabels } from "./template";
+import { refuseTopologyOwned } from "../topology/ownership";
 
 /*
  * Puts our trust entries into the bootstrap template of one MachineDeployment, so that every machine it
@@ -256,6 +257,7 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
   const version = pickVersion(served, target.apiVersion, `${MD_GROUP} (MachineDeployment)`);
   // Refused before a Lease is created for something that does not exist.
   const first = await readMd(api, target, version);
+  if (desired !== NOTHING) refuseTopologyOwned("MachineDeployment", first);
   const fenceView = async (md: KubeObject): Promise<FenceView> => {
     const t = await readTemplate(api, { namespace: target.namespace, name: configRefName(md) }, version);
     return { live: t ? readOwnership(t, opts.owner) : NOTHING.ownership, record: await readRecord(api, opts.record) };
