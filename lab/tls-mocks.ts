@@ -50,7 +50,7 @@ export class TlsMocks implements pulumi.runtime.Mocks {
       }
       case "command:remote:Command": {
         const sent = /sha256:([0-9a-f]{64})/.exec(String(i.create))?.[1] ?? "";
-        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: [], unverified: declaredChecks(unpacked(String(i.stdin ?? ""))), bundleSha256: sent };
+        const report: NodeReport = { action: "install", os: "debian", changed: [], restarted: [], verified: [], unverified: declaredChecks(unpacked(String(i.create), String(i.stdin ?? ""))), bundleSha256: sent };
         return { id, state: { ...i, stdout: `${NODE_REPORT_PREFIX}${JSON.stringify(report)}\n`, stderr: "" } };
       }
       default:
@@ -74,9 +74,12 @@ const SECRET_SIG = "4dabf18193072939515e22adb298388d";
  * writes one line per check). A probe of "$RT_STORE_BUNDLE" is named after the OS store's bundle, which the
  * node picks at run time, so every family's is listed: extra unverified names are harmless.
  */
-/** The script as the node's create line unpacks it from stdin (base64, then gzip). */
-function unpacked(stdin: string): string {
-  return gunzipSync(Buffer.from(stdin, "base64")).toString("utf8");
+/**
+ * The script as the node's create line unpacks it from stdin (base64, then gzip). Other Commands (the
+ * serving switch's host files) take their stdin as it is.
+ */
+function unpacked(create: string, stdin: string): string {
+  return create.includes("base64 -d | gzip -dc") ? gunzipSync(Buffer.from(stdin, "base64")).toString("utf8") : stdin;
 }
 
 function declaredChecks(script: string): string[] {
