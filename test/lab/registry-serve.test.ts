@@ -10,6 +10,7 @@ import * as tls from "node:tls";
 import { startLab, type Lab } from "../../lab/lab";
 import { createCa, issueServerCert, type ServerCertificate } from "../../lab/pki";
 import { childPids, cmdline } from "../../lab/proc";
+import { until } from "../support/until";
 
 const X509_UNKNOWN_AUTHORITY = "x509: certificate signed by unknown authority";
 
@@ -131,8 +132,13 @@ describe("lab registry: serving certificate files and reload", () => {
   });
 
   it("stop takes the supervised docker-registry down with its supervisor", async () => {
-    const registryPids = childPids(lab.registry.pid);
-    expect(registryPids.map((p) => fs.readFileSync(`/proc/${p}/comm`, "utf8").trim())).toEqual(["docker-registry"]);
+    // The supervisor's only lasting child is docker-registry; right after a reload it also briefly runs the
+    // `mv` that publishes the new generation, so wait for that to finish rather than race it.
+    const comm = (p: number) => { try { return fs.readFileSync(`/proc/${p}/comm`, "utf8").trim(); } catch { return "(gone)"; } };
+    const registryPids = await until("the supervisor's children to settle to docker-registry alone", 10_000, async () => {
+      const pids = childPids(lab.registry.pid);
+      return pids.map(comm).join(",") === "docker-registry" ? pids : undefined;
+    }, () => childPids(lab.registry.pid).map(comm).join(","));
     await lab.stop();
     for (const p of [lab.registry.pid, ...registryPids]) expect(fs.existsSync(`/proc/${p}`)).toBe(false);
   });
