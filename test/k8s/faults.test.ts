@@ -194,13 +194,15 @@ test("rollout does not finish (the Cluster is paused mid-rollout): ROLLOUT_TIMEO
     if (!paused && e.phase === "rollout" && /RollingOut=True/.test(e.message)) paused = pause(clusters.timeout.cluster, true);
   };
   const err = await applyControlPlaneTrust(api, target, { endpoints, bundlePem: bundleA },
-    { ...options("stack/timeout-1", []), onEvent, rollout: { timeoutMs: 10_000, pollMs: 100 } }).then(() => undefined, (e: unknown) => e);
+    // 30 s: the real KCP controller must first observe the write and report RollingOut (the pause waits for
+    // that); with other runs on the 2 cores it took more than 10 s once.
+    { ...options("stack/timeout-1", []), onEvent, rollout: { timeoutMs: 30_000, pollMs: 100 } }).then(() => undefined, (e: unknown) => e);
   await paused;
 
   expect(isKcpError(err, "ROLLOUT_TIMEOUT")).toBe(true);
   const written = events.find((e) => e.phase === "written")!;
   const generation = Number(/generation (\d+)/.exec(written.message)![1]);
-  expect((err as Error).message).toContain(`rollout of KubeadmControlPlane default/${name} (generation ${generation}) not finished after 10 s: generation ${generation}: `);
+  expect((err as Error).message).toContain(`rollout of KubeadmControlPlane default/${name} (generation ${generation}) not finished after 30 s: generation ${generation}: `);
   expect((err as Error).message).toMatch(/\d\/1 up to date, \d\/1 ready, \d machines, RollingOut=True \(RollingOut\)/);
   expect((err as Error).message).toContain("the trust entries are written and the rollout goes on");
   expect(await api.getLease(leaseRef(target))).toBeUndefined();
