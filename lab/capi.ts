@@ -24,7 +24,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import YAML from "yaml";
-import { ApiServer, cacheDir, Daemon, freePort, installCrds, pinnedVersions, startApiServer, startDaemon, stopDaemon, tail, waitFor } from "./apiserver";
+import { ApiServer, cacheDir, Daemon, installCrds, pinnedVersions, startApiServer, startDaemon, stopDaemon, tail, waitFor } from "./apiserver";
+import { freePort } from "./daemon";
 import { createCa, issueServerCert } from "./pki";
 
 export type ManagerName = "core" | "kubeadm-control-plane" | "kubeadm-bootstrap" | "capd";
@@ -253,7 +254,7 @@ async function runManagers(api: ApiServer, assets: CapiAssets, opts: CapiOptions
   const caBundle = Buffer.from(ca.pem).toString("base64");
 
   const ports = {} as Record<ManagerName, ManagerPorts>;
-  for (const p of PROVIDERS) ports[p.name] = { webhook: await freePort(), health: await freePort(), diagnostics: await freePort() };
+  for (const p of PROVIDERS) ports[p.name] = { webhook: await freePort("127.0.0.1"), health: await freePort("127.0.0.1"), diagnostics: await freePort("127.0.0.1") };
 
   const crds = PROVIDERS.flatMap((p) => providerCrds(p.config(assets.sources), `https://127.0.0.1:${ports[p.name].webhook}/convert`, caBundle));
   await installCrds(api.kubeConfig, crds, deadline());

@@ -19,6 +19,7 @@ import { REGISTRY_HOST, startLab, type Lab } from "../../lab/lab";
 import { LabNode } from "../../lab/node";
 import { Engine, inlineStack, offlineEngine } from "./engine";
 import { runNodeTrustUp } from "./node-trust-runner";
+import { freePort } from "../../lab/daemon";
 
 // The bound every case must fail within.
 jest.setTimeout(90_000);
@@ -59,14 +60,6 @@ async function silentHost(): Promise<number> {
   servers.push(s);
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
   return (s.address() as net.AddressInfo).port;
-}
-
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** An sshd (as lab/node.ts starts them) with only an RSA host key, accepting the lab's client key. */

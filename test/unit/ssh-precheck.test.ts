@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { parseHostKey } from "../../core/ssh/host-key";
 import { checkAgentSocket, precheckHops, PrecheckTarget } from "../../core/ssh/precheck";
 import { ProbeError, ProbeOptions, probeHostKey } from "../../core/ssh/transport";
+import { freePort } from "../../lab/daemon";
 
 const SSHD = "/usr/sbin/sshd";
 const haveSshd = fs.existsSync(SSHD) && process.getuid?.() === 0;
@@ -26,14 +27,6 @@ afterAll(async () => {
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** A TCP server on loopback whose connections get `onConnection`; resolves to its port. */
 async function server(onConnection: (s: net.Socket) => void): Promise<number> {
