@@ -58,3 +58,20 @@ export function machineDeploymentRolloutState(md: KubeObject, version: CapiVersi
     summary: `${summary}; Machines from ${of.template}: ${m.current}, from older templates: ${m.old}, deleting: ${m.deleting}, not ready: ${m.notReady}`,
   };
 }
+
+/**
+ * Old MachineSets (naming a template other than ours) that the MachineDeployment controller is about to
+ * delete: scaled to zero and observed so, or already deleting. Cluster API v1.14 deletes every such
+ * MachineSet, but only on a reconcile after the one that reports the rollout complete, so right after
+ * the rollout they still name the old template. Older Cluster API keeps revisionHistoryLimit of them
+ * (default 1) for rollbacks, so they may also never go.
+ */
+export function oldSetsAwaitingCleanup(sets: readonly KubeObject[], template: string): KubeObject[] {
+  return sets.filter((s) => {
+    if (bootstrapTemplateOf(s) === template) return false;
+    if (s.metadata.deletionTimestamp) return true;
+    const spec = (s.spec as { replicas?: number } | undefined)?.replicas;
+    const status = s.status as { replicas?: number; observedGeneration?: number } | undefined;
+    return spec === 0 && (status?.replicas ?? 0) === 0 && (status?.observedGeneration ?? 0) >= (s.metadata.generation ?? 0);
+  });
+}

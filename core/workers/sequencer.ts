@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { ObjectRef, pickVersion } from "../kcp/api";
 import { httpStatus, kcpError, refuseForbidden } from "../kcp/errors";
 import { acquireLease, HeldLease, LeaseOptions, releaseLease } from "../kcp/lease";
@@ -9,7 +10,7 @@ import { waitForRollout } from "../kcp/rollout";
 import { ensureSecret } from "../kcp/secret";
 import { Phase, revertedField, SequencerOptions } from "../kcp/sequencer";
 import { CapiVersion, KubeObject, MD_GROUP, WorkerApi } from "./api";
-import { bootstrapTemplateOf, machineDeploymentRolloutState } from "./rollout";
+import { bootstrapTemplateOf, machineDeploymentRolloutState, oldSetsAwaitingCleanup } from "./rollout";
 import { BASE_ANNOTATION, configRefName, disambiguated, isOurs, labelSelector, ownershipRecords, planTemplate, repointed, templateLabels } from "./template";
 import { refuseTopologyOwned } from "../topology/ownership";
 
@@ -199,6 +200,33 @@ async function prune(api: WorkerApi, target: WorkerTarget, version: CapiVersion)
   }
 }
 
+/** How long, after the rollout, to wait for the controller to delete the old MachineSets it scaled to zero. */
+const CLEANUP_WAIT_MS = 60_000;
+
+/**
+ * Waits, bounded, until the MachineDeployment controller has deleted the old MachineSets it scaled to
+ * zero (rollout.ts, oldSetsAwaitingCleanup): until then they name the old template, which prune must keep.
+ * A Cluster API that retains them for rollbacks never deletes them; the run then goes on, keeps that
+ * template, and a later run prunes it once the MachineSet is gone.
+ */
+async function awaitCleanup(api: WorkerApi, target: WorkerTarget, version: CapiVersion, template: string, selector: string,
+  pollMs: number, emit: (phase: WorkerPhase, message: string) => void, check: () => void): Promise<void> {
+  const deadline = Date.now() + CLEANUP_WAIT_MS;
+  let last = "";
+  for (;;) {
+    check();
+    const waiting = oldSetsAwaitingCleanup(await api.listMachineSets(target.namespace, version, selector), template).map((s) => s.metadata.name).sort().join(", ");
+    if (!waiting) return;
+    if (waiting !== last) emit("rollout", `waiting for the controller to delete old MachineSets scaled to zero: ${waiting}`);
+    last = waiting;
+    if (Date.now() >= deadline) {
+      emit("rollout", `old MachineSets ${waiting} still exist after ${CLEANUP_WAIT_MS / 1000} s (kept for rollback?); the templates they name are kept until they are gone`);
+      return;
+    }
+    await sleep(Math.min(pollMs, Math.max(deadline - Date.now(), 0)));
+  }
+}
+
 /** Deletes our Secrets of this MachineDeployment that none of our remaining templates takes content from. */
 async function pruneSecrets(api: WorkerApi, target: WorkerTarget, version: CapiVersion): Promise<string[]> {
   const selector = labelSelector(templateLabels(target.name));
@@ -338,6 +366,7 @@ async function sequence(api: WorkerApi, target: WorkerTarget, desired: Desired, 
       emit("rollout-done", `${what} rolled out generation ${generation}`);
       await verifyAfterRollout(api, target, version, await readMd(api, target, version), template, generation, desired, opts.owner);
       // Only now no MachineSet of the MachineDeployment still creates machines from an older template.
+      await awaitCleanup(api, target, version, template, selector, rollout.pollMs ?? 2_000, emit, () => lease.check());
       pruned = await prune(api, target, version);
       if (pruned.length > 0) emit("pruned", `deleted KubeadmConfigTemplates no MachineDeployment names: ${pruned.join(", ")}`);
       const secrets = await pruneSecrets(api, target, version);
