@@ -11,7 +11,7 @@ import { removeControlPlaneTrust, SequencerEvent, SequencerOptions } from "../..
 import { TestPki } from "../../lab/openssl-pki";
 import { until } from "../support/until";
 import { ApiServer, startApiServer } from "../../lab/apiserver";
-import { caBundles, fastOptions } from "./kcp-support";
+import { caBundles, fastOptions, replaceAsAnotherWriter } from "./kcp-support";
 import { createKcp, NAMESPACE, OTHERS_FILES, realApi, startSim } from "../../lab/capi-objects";
 import { SimCapiController } from "../../lab/sim-capi-controller";
 
@@ -68,17 +68,7 @@ test("a revert during the rollout is an error naming the field manager that owns
     async getKcp(...args) {
       if (armed && !reverted) {
         reverted = true;
-        // Read-modify-write with its own retry on 409, as a sync loop does (the controller writes meanwhile).
-        for (let attempt = 0; ; attempt++) {
-          const live = (await custom.getNamespacedCustomObject(ref)) as KcpObject;
-          const spec = live.spec!.kubeadmConfigSpec!;
-          try {
-            await custom.replaceNamespacedCustomObject({ ...ref, fieldManager: "platform-gitops", body: { ...live, spec: { ...live.spec, kubeadmConfigSpec: { ...spec, files: OTHERS_FILES } } } });
-            break;
-          } catch (e) {
-            if ((e as { code?: number }).code !== 409 || attempt >= 50) throw e;
-          }
-        }
+        await replaceAsAnotherWriter<KcpObject>(custom, ref, (live) => ({ ...live, spec: { ...live.spec, kubeadmConfigSpec: { ...live.spec!.kubeadmConfigSpec!, files: OTHERS_FILES } } }));
       }
       return api.getKcp(...args);
     },

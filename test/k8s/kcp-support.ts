@@ -2,6 +2,7 @@
 // certificates, and the simulated CAPI controller. Nothing here stands in for Kubernetes itself.
 import { createHash } from "node:crypto";
 import { parse as parseToml } from "smol-toml";
+import * as k8s from "@kubernetes/client-node";
 import { KcpApi } from "../../core/kcp/api";
 import { FileEntry } from "../../core/kcp/plan";
 import { TestPki } from "../../lab/openssl-pki";
@@ -107,4 +108,23 @@ export function anotherProductInBetween(api: KcpApi, times = 1): KcpApi & { upda
     },
   };
   return wrapped;
+}
+
+/**
+ * Another writer's full update (kubectl edit, a GitOps sync) under its own field manager: read, change,
+ * replace with the resourceVersion read, and on a 409 read again, as a sync loop does. The controllers
+ * write the same objects meanwhile, so a single replace would fail on their writes, not on ours.
+ */
+export async function replaceAsAnotherWriter<T extends { metadata?: object }>(
+  custom: k8s.CustomObjectsApi, ref: { group: string; version: string; namespace: string; plural: string; name: string }, change: (live: T) => T, fieldManager = "platform-gitops",
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const live = (await custom.getNamespacedCustomObject(ref)) as T;
+    try {
+      await custom.replaceNamespacedCustomObject({ ...ref, body: change(live), fieldManager });
+      return;
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409 || attempt >= 50) throw e;
+    }
+  }
 }

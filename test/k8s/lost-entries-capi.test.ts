@@ -17,7 +17,7 @@ import { bundleHash } from "../../core/x509/bundle";
 import { TestPki } from "../../lab/openssl-pki";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
-import { caBundles, fastOptions } from "./kcp-support";
+import { caBundles, fastOptions, replaceAsAnotherWriter } from "./kcp-support";
 import { createManagedCluster, managedClusterNames, NAMESPACE, OTHERS_FILES, waitForClusterRolledOut, workerApi } from "../../lab/capi-objects";
 import { SerializedProvider, loadSerializedProvider } from "./serialized-provider";
 
@@ -62,9 +62,10 @@ async function refusal(p: Promise<unknown>, code: KcpErrorCode): Promise<Error> 
 
 /** A platform's GitOps tool putting the MachineDeployment back on `template`: a full update under its own field manager. */
 async function gitopsRepoints(template: string): Promise<void> {
-  const md = (await custom.getNamespacedCustomObject(mdRef)) as KubeObject;
-  configRef(md).name = template;
-  await custom.replaceNamespacedCustomObject({ ...mdRef, body: md, fieldManager: "platform-gitops" });
+  await replaceAsAnotherWriter<KubeObject>(custom, mdRef, (md) => {
+    configRef(md).name = template;
+    return md;
+  });
 }
 
 describe("the dynamic providers read the live object: refresh and preview show an entry someone removed", () => {
@@ -80,9 +81,10 @@ describe("the dynamic providers read the live object: refresh and preview show a
     expect((await provider.call("read", c.id, c.outs)).props.drift).toBe("");
 
     // Someone removes our CA file (kubectl edit, a GitOps sync): a full update under their field manager.
-    const kcp = (await custom.getNamespacedCustomObject(kcpRef)) as KcpObject;
-    kcp.spec!.kubeadmConfigSpec!.files = kcpFiles(kcp).filter((f) => f.path !== CA_A);
-    await custom.replaceNamespacedCustomObject({ ...kcpRef, body: kcp, fieldManager: "platform-gitops" });
+    await replaceAsAnotherWriter<KcpObject>(custom, kcpRef, (kcp) => {
+      kcp.spec!.kubeadmConfigSpec!.files = kcpFiles(kcp).filter((f) => f.path !== CA_A);
+      return kcp;
+    });
 
     const refreshed = await provider.call("read", c.id, c.outs);
     expect(refreshed.id).toBe(c.id);
