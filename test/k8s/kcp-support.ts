@@ -112,17 +112,17 @@ export function anotherProductInBetween(api: KcpApi, times = 1): KcpApi & { upda
 
 /**
  * Another writer's full update (kubectl edit, a GitOps sync) under its own field manager: read, change,
- * replace with the resourceVersion read, and on a 409 read again, as a sync loop does. The controllers
- * write the same objects meanwhile, so a single replace would fail on their writes, not on ours.
+ * replace with the resourceVersion read, and on a 409 read again, as a sync loop does; returns what the
+ * apiserver stored. The controllers write the same objects meanwhile, so a single replace would fail on
+ * their writes, not on ours.
  */
 export async function replaceAsAnotherWriter<T extends { metadata?: object }>(
   custom: k8s.CustomObjectsApi, ref: { group: string; version: string; namespace: string; plural: string; name: string }, change: (live: T) => T, fieldManager = "platform-gitops",
-): Promise<void> {
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const live = (await custom.getNamespacedCustomObject(ref)) as T;
     try {
-      await custom.replaceNamespacedCustomObject({ ...ref, body: change(live), fieldManager });
-      return;
+      return (await custom.replaceNamespacedCustomObject({ ...ref, body: change(live), fieldManager })) as T;
     } catch (e) {
       if ((e as { code?: number }).code !== 409 || attempt >= 50) throw e;
     }

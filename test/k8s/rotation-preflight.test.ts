@@ -23,7 +23,7 @@ import { rolloutState } from "../../core/kcp/rollout";
 import { ApiServer } from "../../lab/apiserver";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { NAMESPACE, createManagedCluster, managedClusterNames, realApi, waitForClusterRolledOut } from "../../lab/capi-objects";
-import { fastOptions } from "./kcp-support";
+import { fastOptions, replaceAsAnotherWriter } from "./kcp-support";
 
 jest.setTimeout(300_000);
 
@@ -186,19 +186,11 @@ test("a KCP edited by another writer, and a KCP and a MachineDeployment that do 
   const custom = env.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
   const ref = { group: "controlplane.cluster.x-k8s.io", version: "v1beta2", namespace: NAMESPACE, plural: "kubeadmcontrolplanes", name: CP_DONE };
   // A naive writer, but one that retries its conflicts with the controller until it lands.
-  let generation = 0;
-  for (;;) {
-    const kcp = (await custom.getNamespacedCustomObject(ref)) as { spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
+  type Kcp = { metadata: { generation: number }; spec: { kubeadmConfigSpec: { files: { path: string; content?: string }[] } } };
+  const { generation } = (await replaceAsAnotherWriter<Kcp>(custom, ref, (kcp) => {
     for (const f of kcp.spec.kubeadmConfigSpec.files) if (f.path.endsWith("/ca.crt")) f.content = g3.certPem;
-    const landed = await custom.replaceNamespacedCustomObject({ ...ref, body: kcp }).then((o) => {
-      generation = (o as { metadata: { generation: number } }).metadata.generation;
-      return true;
-    }, (e: { code?: number }) => {
-      if (e.code !== 409) throw e;
-      return false;
-    });
-    if (landed) break;
-  }
+    return kcp;
+  }, "kubectl-edit")).metadata;
   // The edit is a new spec: let the real controller finish that rollout, so only the edit itself is judged.
   await until(`the KCP controller to roll out generation ${generation} of ${CP_DONE}`, 240_000, async () =>
     rolloutState(await realApi(env).getKcp({ namespace: NAMESPACE, name: CP_DONE }, "v1beta2"), "v1beta2", generation).done ? true : undefined);
