@@ -14,16 +14,18 @@
 # PULUMI_BINARIES="cli nodejs tls kubernetes command" (default: all five) picks what to build, e.g. to cut CI time.
 # Each binary is built on its own: one that fails is reported and the others are still built.
 #
-# pulumi-language-nodejs is our own minimal host (scripts/pulumi-language-nodejs/main.go; rebuilt when that
+# pulumi-language-nodejs is our own minimal host (standins/pulumi-language-nodejs/main.go; rebuilt when that
 # file changes): the upstream host's Go module is untagged, so the proxy cannot serve it. Automation API
 # inline programs need no host at all.
-# pulumi-resource-command is ours too (scripts/pulumi-resource-command/*.go; rebuilt when those files
+# pulumi-resource-command is ours too (standins/pulumi-resource-command/*.go; rebuilt when those files
 # change): a clean-room stand-in serving @pulumi/command 1.2.1's remote/local Command for the lab and CI,
 # because upstream's provider/ module has no tag of its own and the proxy serves no version of it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_file="$here/pulumi-binaries.env"
+# Our own stand-ins for upstream pieces the module proxy does not serve (standins/README.md).
+standins="$(cd "$here/../standins" && pwd)"
 pin() { local v; v="$(sed -n "s/^$1=//p" "$env_file")"; echo "${!1:-$v}"; }
 PULUMI_VERSION="$(pin PULUMI_VERSION)"
 TLS_PLUGIN_VERSION="$(pin TLS_PLUGIN_VERSION)"
@@ -40,8 +42,8 @@ key="$PULUMI_VERSION-$(printf '%s' "$pins" | sha256sum | cut -c1-10)"
 root="$CACHE/pulumi/$key"
 bin="$root/bin"
 wanted="${PULUMI_BINARIES:-cli nodejs tls kubernetes command}"
-langhost_src="$here/pulumi-language-nodejs/main.go"
-command_src="$here/pulumi-resource-command"
+langhost_src="$standins/pulumi-language-nodejs/main.go"
+command_src="$standins/pulumi-resource-command"
 
 # --print-bin: print the bin directory for these pins (whether built or not) and exit.
 if [[ "${1:-}" == --print-bin ]]; then echo "$bin"; exit 0; fi
@@ -117,7 +119,7 @@ build_nodejs() {
   cp "$langhost_src" "$w/main.go"
   (cd "$w" && go mod tidy)
   gobuild "$w" "$w/out/pulumi-language-nodejs" . "-X main.Version=${PULUMI_VERSION#v}"
-  echo "nodejs=${PULUMI_VERSION#v} (scripts/pulumi-language-nodejs/main.go $(stamp nodejs), github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION)" >"$w/out/VERSION"
+  echo "nodejs=${PULUMI_VERSION#v} (standins/pulumi-language-nodejs/main.go $(stamp nodejs), github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION)" >"$w/out/VERSION"
 }
 
 build_command() {
@@ -130,7 +132,7 @@ build_command() {
   gobuild "$w" "$w/out/pulumi-resource-command" . "-X main.Version=$COMMAND_PLUGIN_VERSION"
   local crypto
   crypto="$(cd "$w" && go list -m -f '{{.Version}}' golang.org/x/crypto)"
-  echo "command=$COMMAND_PLUGIN_VERSION (ours: scripts/pulumi-resource-command $(stamp command), a stand-in for @pulumi/command's plugin; github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION, golang.org/x/crypto $crypto)" >"$w/out/VERSION"
+  echo "command=$COMMAND_PLUGIN_VERSION (ours: standins/pulumi-resource-command $(stamp command), a stand-in for @pulumi/command's plugin; github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION, golang.org/x/crypto $crypto)" >"$w/out/VERSION"
 }
 
 build_tls() {
@@ -383,9 +385,9 @@ for name in $wanted; do
   esac
 done
 # Dynamic providers (ControlPlaneTrust, WorkerTrust) run in the engine's `pulumi-nodejs` plugin, a launcher
-# that upstream ships next to `pulumi`: ours is scripts/pulumi-resource-pulumi-nodejs.
+# that upstream ships next to `pulumi`: ours is standins/pulumi-resource-pulumi-nodejs.
 mkdir -p "$bin"
-cmp -s "$here/pulumi-resource-pulumi-nodejs" "$bin/pulumi-resource-pulumi-nodejs" || install -m 0755 "$here/pulumi-resource-pulumi-nodejs" "$bin/"
+cmp -s "$standins/pulumi-resource-pulumi-nodejs" "$bin/pulumi-resource-pulumi-nodejs" || install -m 0755 "$standins/pulumi-resource-pulumi-nodejs" "$bin/"
 printf 'go=%s\n' "$(go env GOVERSION)" >"$root/GO"
 ln -sfn "$key" "$CACHE/pulumi/current"
 log "versions: $(tr '\n' ';' <"$root/VERSIONS" 2>/dev/null)"
