@@ -14,6 +14,8 @@ t0=$(date +%s)
 committed=$(sha256sum stacks/Pulumi.lab.yaml)
 say() { printf '\n== %s\n' "$*"; }
 
+# Node.js 22 or 24, refused before anything starts otherwise (the message says how to get one).
+bash scripts/node-runtime.sh --check
 [ -x node_modules/.bin/tsx ] || npm install --no-audit --no-fund
 sh scripts/install-lab-deps.sh
 
