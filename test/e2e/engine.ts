@@ -73,6 +73,8 @@ export function requireEngine(plugins: string[]): string {
   const missing = [
     ...(fs.existsSync(path.join(binDir, "pulumi")) ? [] : [path.join(binDir, "pulumi")]),
     ...plugins
+      // pulumi-nodejs ships next to the CLI (bin/); the others are installed plugins.
+      .filter((p) => !fs.existsSync(path.join(binDir, `pulumi-resource-${p}`)))
       .filter((p) => !installed.some((d) => d.startsWith(`resource-${p}-v`) && fs.existsSync(path.join(pluginsDir, d, `pulumi-resource-${p}`))))
       .map((p) => `resource plugin ${p} in ${pluginsDir}`),
   ];
