@@ -28,7 +28,7 @@ bash scripts/k8s-binaries.sh
 # The lab cluster runs the real Cluster API managers (lab/capi.ts), built from Go modules once.
 bash scripts/capi-binaries.sh
 if ! command -v pulumi >/dev/null && [ ! -x "$(bash scripts/pulumi-binaries.sh --print-bin)/pulumi" ]; then
-  say "building the Pulumi CLI and plugins from Go modules: cold, this takes 12-25 minutes on 2 cores (cached afterwards)"
+  say "building the Pulumi CLI and plugins from Go modules: cold, this takes 13-25 minutes on 2 cores (cached afterwards)"
 fi
 bash scripts/pulumi-binaries.sh
 # The lab's nodes run the real crictl (and containerd 2.x on nodes that ask for it), built from Go modules.
