@@ -14,6 +14,8 @@ t0=$(date +%s)
 committed=$(sha256sum stacks/Pulumi.lab.yaml)
 say() { printf '\n== %s\n' "$*"; }
 
+# Node.js 22 or 24, refused before anything starts otherwise (the message says how to get one).
+bash scripts/node-runtime.sh --check
 [ -x node_modules/.bin/tsx ] || npm install --no-audit --no-fund
 sh scripts/install-lab-deps.sh
 
@@ -26,7 +28,7 @@ bash scripts/k8s-binaries.sh
 # The lab cluster runs the real Cluster API managers (lab/capi.ts), built from Go modules once.
 bash scripts/capi-binaries.sh
 if ! command -v pulumi >/dev/null && [ ! -x "$(bash scripts/pulumi-binaries.sh --print-bin)/pulumi" ]; then
-  say "building the Pulumi CLI and plugins from Go modules: cold, this takes 12-25 minutes on 2 cores (cached afterwards)"
+  say "building the Pulumi CLI and plugins from Go modules: cold, this takes 13-25 minutes on 2 cores (cached afterwards)"
 fi
 bash scripts/pulumi-binaries.sh
 # The lab's nodes run the real crictl (and containerd 2.x on nodes that ask for it), built from Go modules.

@@ -2,11 +2,15 @@
 # Builds the Pulumi engine pieces this repo's e2e tests run, for machines without a Pulumi install, into a
 # cache outside the repo:
 #   ${REGISTRY_TRUST_CACHE:-~/.cache/registry-trust}/pulumi/<key>/bin/
-#     pulumi, pulumi-language-nodejs, pulumi-resource-tls, pulumi-resource-kubernetes, pulumi-resource-command
+#     pulumi and what upstream ships next to it: pulumi-language-nodejs, pulumi-resource-pulumi-nodejs
+#   .../pulumi/<key>/home/plugins/resource-{tls,kubernetes,command}-v<version>/
+#     the resource plugins, installed the way Pulumi expects (`pulumi plugin install resource NAME VERSION
+#     --file BINARY`, with PULUMI_HOME=.../home) under the version their SDK in package.json asks for
 #   .../pulumi/<key>/VERSIONS           what was built, from which module versions
 # <key> is the CLI version plus a hash of every pin in pulumi-binaries.env, so a changed pin builds anew.
-# Built once; later runs reuse what is there. Plugins are found on PATH by the engine (named
-# pulumi-resource-<name>); scripts/pulumi-env.sh puts bin/ first on PATH.
+# Built once; later runs reuse what is there. scripts/pulumi-env.sh puts bin/ first on PATH and gives
+# PULUMI_HOME these plugins; resource plugins are kept off PATH, where the engine would take them whatever
+# version a program asks for, with a warning on every command.
 #
 # Users with a normal Pulumi install need none of this: if `pulumi` is already on PATH (or PULUMI_BIN names
 # one) nothing is built unless PULUMI_BINARIES_FORCE=1.
@@ -14,16 +18,18 @@
 # PULUMI_BINARIES="cli nodejs tls kubernetes command" (default: all five) picks what to build, e.g. to cut CI time.
 # Each binary is built on its own: one that fails is reported and the others are still built.
 #
-# pulumi-language-nodejs is our own minimal host (scripts/pulumi-language-nodejs/main.go; rebuilt when that
+# pulumi-language-nodejs is our own minimal host (standins/pulumi-language-nodejs/main.go; rebuilt when that
 # file changes): the upstream host's Go module is untagged, so the proxy cannot serve it. Automation API
 # inline programs need no host at all.
-# pulumi-resource-command is ours too (scripts/pulumi-resource-command/*.go; rebuilt when those files
+# pulumi-resource-command is ours too (standins/pulumi-resource-command/*.go; rebuilt when those files
 # change): a clean-room stand-in serving @pulumi/command 1.2.1's remote/local Command for the lab and CI,
 # because upstream's provider/ module has no tag of its own and the proxy serves no version of it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_file="$here/pulumi-binaries.env"
+# Our own stand-ins for upstream pieces the module proxy does not serve (standins/README.md).
+standins="$(cd "$here/../standins" && pwd)"
 pin() { local v; v="$(sed -n "s/^$1=//p" "$env_file")"; echo "${!1:-$v}"; }
 PULUMI_VERSION="$(pin PULUMI_VERSION)"
 TLS_PLUGIN_VERSION="$(pin TLS_PLUGIN_VERSION)"
@@ -39,12 +45,17 @@ pins="$PULUMI_VERSION $TLS_PLUGIN_VERSION $TLS_TF_PROVIDER_VERSION $TF_BRIDGE_VE
 key="$PULUMI_VERSION-$(printf '%s' "$pins" | sha256sum | cut -c1-10)"
 root="$CACHE/pulumi/$key"
 bin="$root/bin"
+# A PULUMI_HOME holding only the installed resource plugins: others use its plugins/ (pulumi-env.sh).
+home="$root/home"
+plugins="$home/plugins"
 wanted="${PULUMI_BINARIES:-cli nodejs tls kubernetes command}"
-langhost_src="$here/pulumi-language-nodejs/main.go"
-command_src="$here/pulumi-resource-command"
+langhost_src="$standins/pulumi-language-nodejs/main.go"
+command_src="$standins/pulumi-resource-command"
 
 # --print-bin: print the bin directory for these pins (whether built or not) and exit.
 if [[ "${1:-}" == --print-bin ]]; then echo "$bin"; exit 0; fi
+# --print-plugins: print the installed resource plugins' directory (a PULUMI_HOME's plugins/) and exit.
+if [[ "${1:-}" == --print-plugins ]]; then echo "$plugins"; exit 0; fi
 
 start=$(date +%s)
 log() { echo "pulumi-binaries: $*"; }
@@ -117,7 +128,7 @@ build_nodejs() {
   cp "$langhost_src" "$w/main.go"
   (cd "$w" && go mod tidy)
   gobuild "$w" "$w/out/pulumi-language-nodejs" . "-X main.Version=${PULUMI_VERSION#v}"
-  echo "nodejs=${PULUMI_VERSION#v} (scripts/pulumi-language-nodejs/main.go $(stamp nodejs), github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION)" >"$w/out/VERSION"
+  echo "nodejs=${PULUMI_VERSION#v} (standins/pulumi-language-nodejs/main.go $(stamp nodejs), github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION)" >"$w/out/VERSION"
 }
 
 build_command() {
@@ -130,7 +141,7 @@ build_command() {
   gobuild "$w" "$w/out/pulumi-resource-command" . "-X main.Version=$COMMAND_PLUGIN_VERSION"
   local crypto
   crypto="$(cd "$w" && go list -m -f '{{.Version}}' golang.org/x/crypto)"
-  echo "command=$COMMAND_PLUGIN_VERSION (ours: scripts/pulumi-resource-command $(stamp command), a stand-in for @pulumi/command's plugin; github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION, golang.org/x/crypto $crypto)" >"$w/out/VERSION"
+  echo "command=$COMMAND_PLUGIN_VERSION (ours: standins/pulumi-resource-command $(stamp command), a stand-in for @pulumi/command's plugin; github.com/pulumi/pulumi/sdk/v3 $PULUMI_VERSION, golang.org/x/crypto $crypto)" >"$w/out/VERSION"
 }
 
 build_tls() {
@@ -337,10 +348,35 @@ stamp() {
     command) { echo "$COMMAND_PLUGIN_VERSION"; cat "$command_src"/*.go; } | sha256sum | cut -c1-12 ;;
   esac
 }
+# plugin_version NAME: the version a resource plugin is installed under, the one its SDK asks the engine
+# for (the engine takes an installed plugin only at exactly that version); empty for the CLI and the host.
+plugin_version() {
+  case "$1" in
+    tls) echo "$TLS_PLUGIN_VERSION" ;;
+    kubernetes) echo "$K8S_PLUGIN_VERSION" ;;
+    command) echo "$COMMAND_PLUGIN_VERSION" ;;
+  esac
+}
+# target NAME BINARY: where the finished binary lives.
+target() {
+  local v
+  v="$(plugin_version "$1")"
+  if [[ -n "$v" ]]; then echo "$plugins/resource-$1-v$v/$2"; else echo "$bin/$2"; fi
+}
+# install_plugin NAME BINARY FILE: `pulumi plugin install` with the CLI just built, into $home.
+install_plugin() {
+  if [[ ! -x "$bin/pulumi" ]]; then
+    echo "pulumi-binaries: cannot install $2: no CLI in $bin to run 'pulumi plugin install' (add cli to PULUMI_BINARIES)" >&2
+    return 1
+  fi
+  PULUMI_HOME="$home" PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true \
+    "$bin/pulumi" plugin install resource "$1" "$(plugin_version "$1")" --file "$3" --reinstall --non-interactive
+}
 build_one() {
-  local name="$1" binary="$2" w t0
-  if [[ -x "$bin/$binary" && "$(cat "$root/$name.stamp" 2>/dev/null)" == "$(stamp "$name")" ]]; then
-    log "reusing $bin/$binary ($(sed -n "s/^$name=//p" "$root/VERSIONS" 2>/dev/null))"
+  local name="$1" binary="$2" w t0 dest
+  dest="$(target "$name" "$binary")"
+  if [[ -x "$dest" && "$(cat "$root/$name.stamp" 2>/dev/null)" == "$(stamp "$name")" ]]; then
+    log "reusing $dest ($(sed -n "s/^$name=//p" "$root/VERSIONS" 2>/dev/null))"
     return 0
   fi
   t0=$(date +%s)
@@ -352,6 +388,9 @@ build_one() {
   ( set -e; "build_$name" "$w" ) >"$w.log" 2>&1
   rc=$?
   set -e
+  if (( rc == 0 )) && [[ -n "$(plugin_version "$name")" ]]; then
+    install_plugin "$name" "$binary" "$w/out/$binary" >>"$w.log" 2>&1 || rc=$?
+  fi
   if (( rc == 0 )); then
     mkdir -p "$bin"
     [[ -f "$w/out/tls-schema.json" ]] && mv "$w/out/tls-schema.json" "$root/"
@@ -359,7 +398,7 @@ build_one() {
     touch "$root/VERSIONS"
     { grep -v "^$name=" "$root/VERSIONS" || true; cat "$w/out/VERSION"; } >"$root/VERSIONS.new"
     mv "$root/VERSIONS.new" "$root/VERSIONS"
-    mv "$w/out/$binary" "$bin/$binary"
+    [[ -n "$(plugin_version "$name")" ]] || mv "$w/out/$binary" "$bin/$binary"
     stamp "$name" >"$root/$name.stamp"
     log "built $binary in $(( $(date +%s) - t0 ))s"
     rm -rf "$w" "$w.log"
@@ -383,9 +422,9 @@ for name in $wanted; do
   esac
 done
 # Dynamic providers (ControlPlaneTrust, WorkerTrust) run in the engine's `pulumi-nodejs` plugin, a launcher
-# that upstream ships next to `pulumi`: ours is scripts/pulumi-resource-pulumi-nodejs.
+# that upstream ships next to `pulumi`: ours is standins/pulumi-resource-pulumi-nodejs.
 mkdir -p "$bin"
-cmp -s "$here/pulumi-resource-pulumi-nodejs" "$bin/pulumi-resource-pulumi-nodejs" || install -m 0755 "$here/pulumi-resource-pulumi-nodejs" "$bin/"
+cmp -s "$standins/pulumi-resource-pulumi-nodejs" "$bin/pulumi-resource-pulumi-nodejs" || install -m 0755 "$standins/pulumi-resource-pulumi-nodejs" "$bin/"
 printf 'go=%s\n' "$(go env GOVERSION)" >"$root/GO"
 ln -sfn "$key" "$CACHE/pulumi/current"
 log "versions: $(tr '\n' ';' <"$root/VERSIONS" 2>/dev/null)"

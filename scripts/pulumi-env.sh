@@ -1,6 +1,9 @@
 # Source me (bash): sets up an offline Pulumi run with the engine scripts/pulumi-binaries.sh built.
 #   . scripts/pulumi-env.sh && pulumi stack init dev && pulumi up
-# PATH gets the built CLI and plugins first (the engine finds plugins on PATH as pulumi-resource-<name>);
+# PATH gets the built CLI first (with the language host and pulumi-nodejs launcher next to it, where the
+# engine looks for them); PULUMI_HOME gets the resource plugins the build installed (its plugins/ becomes a
+# link to them, or, in a PULUMI_HOME with plugins of its own, they are added with `pulumi plugin install
+# --file`), so the engine takes each at the version its SDK asks for and nothing from PATH;
 # state goes to a file:// backend and PULUMI_HOME goes to a temp dir unless PULUMI_BACKEND_URL /
 # PULUMI_HOME are already set; secrets use a passphrase (PULUMI_CONFIG_PASSPHRASE, default below — set your
 # own for anything but throwaway stacks). Plugin downloads and update checks are off.
@@ -23,4 +26,17 @@ export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-registry-trust-local
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
-unset _rt_here _rt_bin _rt_tmp
+if [[ -n "${_rt_bin:-}" ]]; then
+  _rt_plugins="$(bash "$_rt_here/pulumi-binaries.sh" --print-plugins)"
+  mkdir -p "$PULUMI_HOME"
+  if [[ ! -e "$PULUMI_HOME/plugins" ]]; then
+    ln -s "$_rt_plugins" "$PULUMI_HOME/plugins"
+  elif [[ "$(readlink -f "$PULUMI_HOME/plugins")" != "$(readlink -f "$_rt_plugins")" ]]; then
+    for _rt_p in "$_rt_plugins"/resource-*-v*; do
+      [[ -d "$_rt_p" && ! -e "$PULUMI_HOME/plugins/${_rt_p##*/}" ]] || continue
+      _rt_n="${_rt_p##*/resource-}"
+      "$_rt_bin/pulumi" plugin install resource "${_rt_n%-v*}" "${_rt_n##*-v}" --file "$_rt_p/pulumi-resource-${_rt_n%-v*}" --non-interactive >/dev/null
+    done
+  fi
+fi
+unset _rt_here _rt_bin _rt_tmp _rt_plugins _rt_p _rt_n

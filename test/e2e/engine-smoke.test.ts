@@ -146,7 +146,7 @@ describe("the kubernetes plugin", () => {
   });
 });
 
-// pulumi-resource-command here is registry-trust's own stand-in plugin (scripts/pulumi-resource-command;
+// pulumi-resource-command here is registry-trust's own stand-in plugin (standins/pulumi-resource-command;
 // docs/pulumi-engine.md); with a normal Pulumi install this runs the upstream plugin, and must pass the same.
 describe("the command plugin: command.local.Command", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rt-cmd-smoke-"));

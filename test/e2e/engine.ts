@@ -11,12 +11,12 @@ const repoRoot = path.resolve(__dirname, "..", "..");
 const binariesScript = path.join(repoRoot, "scripts", "pulumi-binaries.sh");
 
 export interface Engine {
-  /** Directory holding `pulumi` and the `pulumi-resource-*` plugins (first on PATH for the engine). */
+  /** Directory holding `pulumi` and what ships next to it (first on PATH for the engine). */
   binDir: string;
   /**
-   * True for the engine built by scripts/pulumi-binaries.sh: plugins come only from binDir, PULUMI_HOME is a
-   * temp dir and plugin downloads are off. False for a normal Pulumi install, which keeps its own
-   * PULUMI_HOME and plugin handling.
+   * True for the engine built by scripts/pulumi-binaries.sh: PULUMI_HOME is a temp dir whose `plugins` is the
+   * resource plugins the build installed (`pulumi plugin install --file`, off PATH), and plugin downloads
+   * are off. False for a normal Pulumi install, which keeps its own PULUMI_HOME and plugin handling.
    */
   built: boolean;
   /** For LocalWorkspace's `pulumiCommand`. */
@@ -59,16 +59,28 @@ export function usesBuiltEngine(): boolean {
   return !(process.env.PULUMI_BIN ?? which("pulumi"));
 }
 
+/** The `plugins` directory of the PULUMI_HOME into which scripts/pulumi-binaries.sh installed the resource plugins. */
+export function enginePluginsDir(): string {
+  return execFileSync("bash", [binariesScript, "--print-plugins"], { encoding: "utf8" }).trim();
+}
+
 /** Throws a message that says what to run when the CLI or one of `plugins` is missing. */
 export function requireEngine(plugins: string[]): string {
   const binDir = engineBinDir();
   if (!usesBuiltEngine()) return binDir;
-  const missing = ["pulumi", ...plugins.map((p) => `pulumi-resource-${p}`)].filter(
-    (b) => !fs.existsSync(path.join(binDir, b)) && !(b !== "pulumi" && which(b)),
-  );
+  const pluginsDir = enginePluginsDir();
+  const installed = fs.existsSync(pluginsDir) ? fs.readdirSync(pluginsDir) : [];
+  const missing = [
+    ...(fs.existsSync(path.join(binDir, "pulumi")) ? [] : [path.join(binDir, "pulumi")]),
+    ...plugins
+      // pulumi-nodejs ships next to the CLI (bin/); the others are installed plugins.
+      .filter((p) => !fs.existsSync(path.join(binDir, `pulumi-resource-${p}`)))
+      .filter((p) => !installed.some((d) => d.startsWith(`resource-${p}-v`) && fs.existsSync(path.join(pluginsDir, d, `pulumi-resource-${p}`))))
+      .map((p) => `resource plugin ${p} in ${pluginsDir}`),
+  ];
   if (missing.length > 0) {
     throw new Error(
-      `The Pulumi engine is not built: missing ${missing.join(", ")} in ${binDir}.\n` +
+      `The Pulumi engine is not built: missing ${missing.join(", ")}.\n` +
         `Run \`npm run pulumi:binaries\` (scripts/pulumi-binaries.sh; cold build takes many minutes) and retry.`,
     );
   }
@@ -83,6 +95,8 @@ export async function offlineEngine(plugins: string[]): Promise<Engine> {
   const backendDir = path.join(tmp, "backend");
   fs.mkdirSync(home, { recursive: true });
   fs.mkdirSync(backendDir);
+  // The installed plugins, shared read-mostly (the engine only drops a `.lastused` stamp beside each).
+  if (built) fs.symlinkSync(enginePluginsDir(), path.join(home, "plugins"));
   const passphrase = "registry-trust-e2e";
   const env: Record<string, string> = {
     PATH: `${binDir}${path.delimiter}${process.env.PATH ?? ""}`,

@@ -3,7 +3,7 @@
  * @pulumi/command remote.Command per lab node, over SSH into real nodes with their own containerd, checked
  * with CRI pulls (the kubelet's path). Needs root and the lab's packages (like test/lab) and the built
  * engine (`npm run pulumi:binaries`). Without a Pulumi install the command plugin is registry-trust's own
- * stand-in (scripts/pulumi-resource-command, docs/pulumi-engine.md); with one, the upstream plugin runs this.
+ * stand-in (standins/pulumi-resource-command, docs/pulumi-engine.md); with one, the upstream plugin runs this.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";

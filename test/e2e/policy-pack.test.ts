@@ -2,7 +2,7 @@
 // Automation API, offline (test/e2e/engine.ts; run `npm run pulumi:binaries` first, this test never builds).
 // The stacks are inline programs around the real RegistryPki and NodeTrust; the policy pack itself runs as
 // its own Node.js process, started by the engine through the language host's RunPlugin
-// (scripts/pulumi-language-nodejs), and learns the stack config from the engine's ConfigureStack call.
+// (standins/pulumi-language-nodejs), and learns the stack config from the engine's ConfigureStack call.
 import { generateKeyPairSync } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
