@@ -3,7 +3,7 @@
 #   1. lab packages, kube-apiserver/etcd, the Pulumi engine, crictl and containerd 2.x (built from Go modules
 #      when missing);
 #   2. the lab: a TLS registry, two SSH nodes with their own containerd, the real kube-apiserver with the
-#      Cluster API CRDs, a KubeadmControlPlane + MachineDeployment and simulated CAPI controllers;
+#      real Cluster API v1.14 managers (lab/capi.ts), a KubeadmControlPlane + MachineDeployment on CAPD in-memory;
 #   3. `pulumi up --stack lab`, then a check of every claim on the real parts (lab/cluster-summary.ts);
 #   4. `pulumi preview` must report no changes; on exit `pulumi destroy` and the lab is stopped.
 # Everything (state, Pulumi home, lab) lives in one temp dir removed at the end; the repo is not written to.

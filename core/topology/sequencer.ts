@@ -54,7 +54,13 @@ interface MdTopology { name: string; variables?: { overrides?: Variable[] } }
 interface Topology { classRef?: { name: string; namespace?: string }; variables?: Variable[]; workers?: { machineDeployments?: MdTopology[] } }
 
 const topologyOf = (c: KcpObject) => c.spec?.topology as Topology | undefined;
-const escape = (s: string) => s.replace(/~/g, "~0").replace(/\//g, "~1");
+/**
+ * A JSON pointer token (RFC 6901). Not named `escape`: Pulumi's closure serializer resolves a free name
+ * that is also a global to the global, so the serialized provider called the legacy global escape(),
+ * which leaves "/" alone, and every patch of the annotation failed on the real apiserver
+ * (test/unit/provider-globals.test.ts now refuses such names).
+ */
+const pointerToken = (s: string) => s.replace(/~/g, "~0").replace(/\//g, "~1");
 
 function readOwnershipOf(cluster: KcpObject): TopologyOwnership | undefined {
   const text = cluster.metadata.annotations?.[TOPOLOGY_OWNERSHIP_ANNOTATION];
@@ -128,8 +134,8 @@ function patchOps(cluster: KcpObject, spec: VariableTrustSpec, plan: (current: u
   const annotations = cluster.metadata.annotations;
   if (annotation !== annotations?.[TOPOLOGY_OWNERSHIP_ANNOTATION]) {
     if (!annotations) ops.push({ op: "add", path: "/metadata/annotations", value: annotation ? { [TOPOLOGY_OWNERSHIP_ANNOTATION]: annotation } : {} });
-    else if (annotation) ops.push({ op: "add", path: `/metadata/annotations/${escape(TOPOLOGY_OWNERSHIP_ANNOTATION)}`, value: annotation });
-    else ops.push({ op: "remove", path: `/metadata/annotations/${escape(TOPOLOGY_OWNERSHIP_ANNOTATION)}` });
+    else if (annotation) ops.push({ op: "add", path: `/metadata/annotations/${pointerToken(TOPOLOGY_OWNERSHIP_ANNOTATION)}`, value: annotation });
+    else ops.push({ op: "remove", path: `/metadata/annotations/${pointerToken(TOPOLOGY_OWNERSHIP_ANNOTATION)}` });
     changed = true;
   }
   return { ops, changed };

@@ -4,7 +4,6 @@
 // the real Cluster API v1.14 controllers (lab/capi.ts), whose KubeadmControlPlane controller rolls every
 // change out (one control-plane machine, to keep the real rollouts short) before the call returns.
 import * as fs from "node:fs";
-import * as path from "node:path";
 import type { ControlPlaneTrustInputs } from "../../components/control-plane-trust-provider";
 import { FileEntry, OWNERSHIP_ANNOTATION, ownershipKey } from "../../core/kcp/plan";
 import { bundleHash } from "../../core/x509/bundle";
@@ -19,7 +18,6 @@ jest.setTimeout(300_000);
 
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
-const fixture = path.join(__dirname, "fixtures", "serialize-control-plane-trust.ts");
 let provider: SerializedProvider;
 
 let mgmt: ManagementCluster;
@@ -27,7 +25,7 @@ let env: ApiServer;
 const names = managedClusterNames("provider");
 
 beforeAll(async () => {
-  provider = await loadSerializedProvider(fixture);
+  provider = await loadSerializedProvider("control-plane-trust");
   mgmt = await startManagementCluster();
   env = mgmt.api;
   await createManagedCluster(env, names, { controlPlaneReplicas: 1, workerReplicas: 0 });
@@ -66,7 +64,7 @@ test("the serialized provider captures client-node only as a require() inside it
   expect(text).toContain('require("@kubernetes/client-node")');
   expect(text).not.toMatch(/asn1/i);
   // tsx compiles imports differently from ts-node; the provider must serialize there too.
-  const stdout = await serializeProvider(fixture, "tsx");
+  const stdout = await serializeProvider("control-plane-trust", "tsx");
   expect(stdout).toContain('require("@kubernetes/client-node")');
   expect(stdout).not.toMatch(/asn1/i);
 });

@@ -70,7 +70,7 @@ async function gitopsRepoints(template: string): Promise<void> {
 
 describe("the dynamic providers read the live object: refresh and preview show an entry someone removed", () => {
   test("ControlPlaneTrust: our CA file removed from the KCP by another writer", async () => {
-    const provider = await loadSerializedProvider(path.join(__dirname, "fixtures", "serialize-control-plane-trust.ts"));
+    const provider = await loadSerializedProvider("control-plane-trust");
     providers.push(provider);
     const inputs: ControlPlaneTrustInputs = {
       kubeconfig: fs.readFileSync(env.kubeconfigPath, "utf8"), namespace: NAMESPACE, name: names.controlPlane, endpoints: regA,
@@ -104,7 +104,7 @@ describe("the dynamic providers read the live object: refresh and preview show a
   });
 
   test("WorkerTrust: the MachineDeployment repointed at its original template", async () => {
-    const provider = await loadSerializedProvider(path.join(__dirname, "fixtures", "serialize-worker-trust.ts"));
+    const provider = await loadSerializedProvider("worker-trust");
     providers.push(provider);
     const inputs: WorkerTrustInputs = {
       kubeconfig: fs.readFileSync(env.kubeconfigPath, "utf8"), namespace: NAMESPACE, name: names.machineDeployment, endpoints: regA,

@@ -16,10 +16,14 @@ const childEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
 
 export type ProviderMethod = "diff" | "read" | "create" | "update" | "delete";
 
+/** The Cluster API trust providers the fixture (fixtures/serialize-trust-provider.ts) serializes. */
+export type TrustProviderName = "control-plane-trust" | "worker-trust" | "topology-trust";
+const fixture = path.join(__dirname, "fixtures", "serialize-trust-provider.ts");
+
 /** The provider text the fixture prints, serialized under ts-node or tsx. */
-export async function serializeProvider(fixture: string, loader: "ts-node" | "tsx"): Promise<string> {
+export async function serializeProvider(name: TrustProviderName, loader: "ts-node" | "tsx"): Promise<string> {
   const args = loader === "ts-node" ? ["-r", "ts-node/register/transpile-only", fixture] : ["--import", "tsx", fixture];
-  const { stdout } = await run(process.execPath, args, { cwd: repoRoot, env: childEnv, maxBuffer: 16 << 20 });
+  const { stdout } = await run(process.execPath, [...args, name], { cwd: repoRoot, env: childEnv, maxBuffer: 16 << 20 });
   return stdout;
 }
 
@@ -30,10 +34,10 @@ export interface SerializedProvider {
   cleanup(): void;
 }
 
-export async function loadSerializedProvider(fixture: string): Promise<SerializedProvider> {
+export async function loadSerializedProvider(name: TrustProviderName): Promise<SerializedProvider> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "registry-trust-provider-"));
   const providerFile = path.join(dir, "provider.js");
-  const text = await serializeProvider(fixture, "ts-node");
+  const text = await serializeProvider(name, "ts-node");
   fs.writeFileSync(providerFile, text);
   const host = `
     const fs = require("fs");

@@ -4,6 +4,7 @@
 // with two worker pools, one overriding the variable. The topology controller rewrites the KCP and the
 // MachineDeployments' templates from the variable, KCP/MachineDeployment controllers roll the machines, the
 // bootstrap provider renders their bootstrap data (resolving our Secret through contentFrom).
+import * as fs from "node:fs";
 import * as k8s from "@kubernetes/client-node";
 import { KcpObject } from "../../core/kcp/api";
 import { isKcpError, KcpErrorCode } from "../../core/kcp/errors";
@@ -16,11 +17,14 @@ import { TopologyEvent, TopologyOptions, writeTopologyTrust } from "../../core/t
 import { machineDeploymentRolloutState } from "../../core/workers/rollout";
 import { writeWorkerTrust } from "../../core/workers/sequencer";
 import { controlPlaneTrustProvider } from "../../components/control-plane-trust-provider";
+import type { TopologyTrustInputs } from "../../components/topology-trust-provider";
+import { bundleHash } from "../../core/x509/bundle";
 import { ManagementCluster, startManagementCluster } from "../../lab/capi";
 import { listMachines, NAMESPACE, realApi, workerApi } from "../../lab/capi-objects";
 import { CLASS_FILE, createTopologyClass, createTopologyCluster, FILES_VARIABLE } from "../../lab/topology-objects";
 import { TestPki } from "../../lab/openssl-pki";
 import { caBundles, fastOptions } from "./kcp-support";
+import { loadSerializedProvider, serializeProvider } from "./serialized-provider";
 
 jest.setTimeout(300_000);
 
@@ -247,5 +251,38 @@ test("incident 1 on the topology route: a second rotation started while the firs
   for (const m of await machines()) {
     expect(m.bootstrapData).toContain(bundleD.split("\n")[1]);
     expect(m.bootstrapData).not.toContain(bundleC.split("\n")[1]);
+  }
+});
+
+test("the TopologyTrust provider as Pulumi stores it (serialized under ts-node and tsx): create over the live bundle, diff with no change, then delete removes our entries and Secrets and keeps the other products'", async () => {
+  const tsx = await serializeProvider("topology-trust", "tsx");
+  expect(tsx).toContain('require("@kubernetes/client-node")');
+  const provider = await loadSerializedProvider("topology-trust");
+  try {
+    expect(provider.text).toContain('require("@kubernetes/client-node")');
+    const isOurs = (f: FileEntry) => f.path === CA_PATH || f.path === HOSTS_PATH;
+    const othersBefore = variableOf(await getCluster()).filter((f) => !isOurs(f));
+    const inputs: TopologyTrustInputs = {
+      kubeconfig: fs.readFileSync(mgmt.api.kubeconfigPath, "utf8"), namespace: NAMESPACE, name: CLUSTER, variable: FILES_VARIABLE, shape: "files",
+      endpoints, bundlePem: bundleD, bundleHash: bundleHash(bundleD), holder: "registry-trust/provider", rolloutTimeoutSeconds: 240,
+    };
+    const c = await provider.call("create", inputs);
+    expect(c.id).toBe(`${NAMESPACE}/${CLUSTER}`);
+    const live = variableOf(await getCluster()).find((f) => f.path === CA_PATH)!;
+    expect(live.contentFrom!.secret.name).toBe(c.outs.secretName);
+    expect(await provider.call("diff", c.id, c.outs, inputs)).toMatchObject({ changes: false });
+
+    await provider.call("delete", c.id, c.outs);
+    const cluster = await getCluster();
+    expect(variableOf(cluster)).toEqual(othersBefore);
+    expect(overrideOf(cluster)).toEqual([OVERRIDE]);
+    expect((await core.listNamespacedSecret({ namespace: NAMESPACE, labelSelector: "app.kubernetes.io/managed-by=registry-trust" })).items).toEqual([]);
+    // The delete waited for the rollout: no machine is still made from our entries.
+    for (const m of await machines()) {
+      expect(m.files).not.toContain(CA_PATH);
+      expect(m.bootstrapData).not.toContain(bundleD.split("\n")[1]);
+    }
+  } finally {
+    provider.cleanup();
   }
 });

@@ -3,7 +3,6 @@
 // real Cluster API v1.14 controllers (lab/capi.ts), which roll each repointed template out through real
 // MachineSets and Machines before the provider call returns.
 import * as fs from "node:fs";
-import * as path from "node:path";
 import type { WorkerTrustInputs } from "../../components/worker-trust-provider";
 import { FileEntry } from "../../core/kcp/plan";
 import { configRefName } from "../../core/workers/template";
@@ -19,7 +18,6 @@ jest.setTimeout(300_000);
 
 const pki = new TestPki();
 const [bundleA, bundleB] = caBundles(pki, 2);
-const fixture = path.join(__dirname, "fixtures", "serialize-worker-trust.ts");
 let provider: SerializedProvider;
 
 let mgmt: ManagementCluster;
@@ -27,7 +25,7 @@ let env: ApiServer;
 const names = managedClusterNames("pool");
 
 beforeAll(async () => {
-  provider = await loadSerializedProvider(fixture);
+  provider = await loadSerializedProvider("worker-trust");
   mgmt = await startManagementCluster();
   env = mgmt.api;
   await createManagedCluster(env, names, { controlPlaneReplicas: 1, workerReplicas: 1 });
@@ -59,7 +57,7 @@ test("the serialized provider captures client-node only as a require() inside it
   const text = provider.text;
   expect(text).toContain('require("@kubernetes/client-node")');
   expect(text).not.toMatch(/asn1/i);
-  const stdout = await serializeProvider(fixture, "tsx");
+  const stdout = await serializeProvider("worker-trust", "tsx");
   expect(stdout).toContain('require("@kubernetes/client-node")');
   expect(stdout).not.toMatch(/asn1/i);
 });
