@@ -1,6 +1,5 @@
-// Shared by the KCP sequencer tests, the tests on the real Cluster API controllers and the contention
-// benchmark: objects on the real apiserver, real certificates, and writers other than us. Nothing here
-// stands in for Kubernetes itself.
+// Shared by the KCP sequencer tests and the tests on the real Cluster API controllers: objects on the real
+// apiserver, real certificates, and writers other than us. Nothing here stands in for Kubernetes itself.
 import { createHash } from "node:crypto";
 import { parse as parseToml } from "smol-toml";
 import * as k8s from "@kubernetes/client-node";
